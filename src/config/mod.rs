@@ -1,0 +1,144 @@
+//! Configuration: the global `roadsight.toml` plus one file per camera in `cameras.d/`.
+//!
+//! Loading happens in two stages (see STYLE.md): `raw` holds the serde structs exactly as they
+//! are written on disk (`deny_unknown_fields`, every default documented beside a `DEFAULT_*`
+//! constant), `validate` turns them into the [`Config`] below, which is what the stages receive.
+//! Stages never parse. Environment variables prefixed `ROADSIGHT_` override global keys
+//! (`ROADSIGHT_REDIS__URL` → `redis.url`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod load;
+mod raw;
+mod validate;
+
+pub use load::load;
+
+/// Any problem with the configuration. Always names the file and, where there is one, the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Invalid { file: PathBuf, message: String },
+    #[error("{file}: field `{field}`: {message}")]
+    Field { file: PathBuf, field: String, message: String },
+    #[error("{file}: cannot read: {source}")]
+    Io { file: PathBuf, source: std::io::Error },
+}
+
+/// The validated configuration of the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Global config file it was read from.
+    pub file: PathBuf,
+    pub site: String,
+    pub cameras_dir: PathBuf,
+    pub redis: RedisConfig,
+    pub model: ModelConfig,
+    pub publish: PublishConfig,
+    pub capture: CaptureDefaults,
+    /// Enabled and disabled cameras, sorted by id.
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`, `unix:///path.sock`; never holds a password.
+    pub url: String,
+    /// ACL user name, if any.
+    pub username: Option<String>,
+    /// Name of the credential holding the Redis password.
+    pub credential: Option<String>,
+}
+
+/// Which output layout the model has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderKind {
+    /// `[1, N, 6]`: x1 y1 x2 y2 score class, in model input pixels.
+    Detections,
+    /// `[1, 4 + classes, anchors]`: cx cy w h, then one score per class.
+    Yolov8,
+    /// `[1, anchors, 5 + classes]`: cx cy w h objectness, then one score per class.
+    Yolov5,
+}
+
+/// An execution provider, in order of preference.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provider {
+    TensorRt { fp16: bool, engine_cache: Option<PathBuf>, required: bool },
+    Cuda { device_id: i32, required: bool },
+    Cpu,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub path: PathBuf,
+    pub labels: PathBuf,
+    /// Class names, index = class id, read from `labels`.
+    pub label_names: Vec<String>,
+    pub decoder: DecoderKind,
+    pub confidence: f32,
+    /// IoU above which a lower-scored box of the same class is suppressed.
+    pub nms_iou: f32,
+    pub providers: Vec<Provider>,
+    /// `libonnxruntime.so`; `None`: `ORT_DYLIB_PATH`, then the system library.
+    pub ort_library: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads (0: ORT's default).
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishConfig {
+    /// Frames waiting for Redis; past it the oldest is dropped (`reason="queue_full"`).
+    pub queue: usize,
+    /// Approximate cap on each local stream (`MAXLEN ~`).
+    pub maxlen: u64,
+    /// `det` encoding.
+    pub encoding: Encoding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    JsonLz4,
+}
+
+/// Capture settings shared by all cameras (reconnect policy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureDefaults {
+    /// A camera with no frame for this long is reconnected.
+    pub stall_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Directory with credential files when `$CREDENTIALS_DIRECTORY` is unset.
+    pub credentials_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraConfig {
+    /// File it was read from.
+    pub file: PathBuf,
+    pub id: String,
+    /// `rtsp://` or `rtsps://` URL without user info.
+    pub url: String,
+    /// Name of the credential holding `user:password`.
+    pub credential: Option<String>,
+    /// Cap on processed frames per second (0: no cap).
+    pub fps: f64,
+    pub transport: Transport,
+    pub latency_ms: u32,
+    /// Class names to publish (`None`: all the model knows).
+    pub classes: Option<Vec<String>>,
+    /// Confidence threshold for this camera (defaults to the model's).
+    pub confidence: f32,
+    pub publish_empty: bool,
+    pub enabled: bool,
+    /// Decoder element to use instead of the probed one.
+    pub decoder: Option<String>,
+}

@@ -1,0 +1,88 @@
+//! Types that cross stages: capture → infer → publish.
+//!
+//! A [`Frame`] owns the mapped GStreamer buffer that the appsink produced; the inference
+//! stage reads it in place (zero copy) and drops it as soon as the model has run, which
+//! returns the buffer to GStreamer's pool. A [`Detections`] is what the publisher turns into
+//! one stream entry.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::infer::Letterbox;
+
+/// Index of a camera in the running set; stable for the life of the camera.
+pub(crate) type CameraSlot = usize;
+
+/// Where a frame's capture time came from (`clock` field of the stream entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockSource {
+    /// The camera's clock, from RTCP sender reports (reference timestamp meta).
+    Ntp,
+    /// The arrival time of the decoded frame at the box.
+    Arrival,
+}
+
+impl ClockSource {
+    /// Value of the `clock` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClockSource::Ntp => "ntp",
+            ClockSource::Arrival => "arrival",
+        }
+    }
+}
+
+/// Per-camera facts that do not change from frame to frame.
+#[derive(Debug)]
+pub struct CameraInfo {
+    /// Camera id from its config file.
+    pub id: String,
+    /// Redis stream key, `roadsight:{<site>:<camera>}:detections`.
+    pub stream_key: String,
+    /// Indices of the classes this camera publishes (`None`: all).
+    pub classes: Option<Vec<u32>>,
+    /// Publish frames with no detection.
+    pub publish_empty: bool,
+}
+
+/// A decoded, letterboxed frame, ready to be the model input.
+pub struct Frame {
+    pub camera: Arc<CameraInfo>,
+    /// Frame number in this run, per camera (`seq`).
+    pub seq: u64,
+    /// Capture time, µs since the Unix epoch (`ts`).
+    pub ts_us: i64,
+    pub clock: ClockSource,
+    /// When the frame reached the appsink, for stage latencies.
+    pub arrived: Instant,
+    /// Source frame size and its placement in the model input.
+    pub letterbox: Letterbox,
+    /// The appsink buffer, mapped readable: tightly packed RGB, model width × height.
+    pub pixels: gstreamer::MappedBuffer<gstreamer::buffer::Readable>,
+}
+
+/// One detected object, box in source pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detection {
+    pub class: u32,
+    pub confidence: f32,
+    /// x1, y1, x2, y2 in source pixels.
+    pub bbox: [f32; 4],
+}
+
+/// The result of one processed frame, handed to the publisher.
+#[derive(Debug)]
+pub struct Detections {
+    pub camera: Arc<CameraInfo>,
+    pub seq: u64,
+    pub ts_us: i64,
+    pub clock: ClockSource,
+    /// Source frame size.
+    pub width: u32,
+    pub height: u32,
+    /// Inference time (model run only), µs.
+    pub inference_us: u64,
+    /// When capture handed the frame over; `lat` is measured from `ts_us` at publish time.
+    pub arrived: Instant,
+    pub objects: Vec<Detection>,
+}

@@ -1,0 +1,17 @@
+//! roadsight: the daemon of a roadside camera box.
+//!
+//! Flow (one way): [`capture`] (GStreamer, one pipeline per camera) → [`infer`] (ONNX Runtime,
+//! own thread) → [`publish`] (tokio, Redis Streams). [`supervisor`] wires the stages, handles
+//! signals and shutdown; [`config`] parses and validates; [`telemetry`] holds counters and
+//! logging set-up. [`testcam`] is the RTSP test camera used by the demo, tests and benchmarks.
+
+pub mod capture;
+pub mod check;
+pub mod config;
+pub mod credentials;
+pub mod frame;
+pub mod infer;
+pub mod publish;
+pub mod supervisor;
+pub mod telemetry;
+pub mod testcam;
