@@ -1,1 +1,107 @@
-//! Reading credentials.
+//! Secrets: read by name from systemd credentials (`$CREDENTIALS_DIRECTORY/<name>`) or, for
+//! development, from the configured `capture.credentials_dir`. A [`Secret`] never prints its
+//! value, and [`redact_url`] strips passwords from URLs before they reach a log line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Why a credential could not be read. Never holds the secret itself.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("credential `{name}`: no $CREDENTIALS_DIRECTORY and no credentials_dir configured")]
+    NoDirectory { name: String },
+    #[error("credential `{name}`: cannot read {path}: {source}")]
+    Unreadable { name: String, path: PathBuf, source: std::io::Error },
+    #[error("credential `{name}`: expected {expected}")]
+    Malformed { name: String, expected: &'static str },
+}
+
+/// A secret value; `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for handing to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Reads credential `name`: `$CREDENTIALS_DIRECTORY` first, then `fallback_dir`. The value is
+/// the file's content with one trailing newline removed.
+pub fn read(name: &str, fallback_dir: Option<&Path>) -> Result<Secret, CredentialError> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(PathBuf::from)
+        .or_else(|| fallback_dir.map(Path::to_path_buf))
+        .ok_or_else(|| CredentialError::NoDirectory { name: name.to_owned() })?;
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|source| CredentialError::Unreadable { name: name.to_owned(), path, source })?;
+    let value = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(Secret(value.strip_suffix('\r').unwrap_or(value).to_owned()))
+}
+
+/// Reads a `user:password` credential.
+pub fn read_user_password(name: &str, fallback_dir: Option<&Path>) -> Result<(String, Secret), CredentialError> {
+    let secret = read(name, fallback_dir)?;
+    match secret.0.split_once(':') {
+        Some((user, pass)) if !user.is_empty() => Ok((user.to_owned(), Secret(pass.to_owned()))),
+        _ => Err(CredentialError::Malformed { name: name.to_owned(), expected: "`user:password` on one line" }),
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs and `check` output.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Unparseable: keep the scheme and host part only if there is no user info.
+        Err(_) if url.contains('@') => "<url with credentials, unparseable>".to_owned(),
+        Err(_) => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret("hunter2".into());
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+    }
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(redact_url("rtsp://admin:hunter2@10.0.0.1/s"), "rtsp://admin:***@10.0.0.1/s");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert!(!redact_url("rtsp://a:hunter2@[bad").contains("hunter2"));
+    }
+
+    #[test]
+    fn reads_user_password_from_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("north"), "viewer:s3cr:et\n").unwrap();
+        std::fs::write(dir.path().join("bad"), "nocolon\n").unwrap();
+        let (user, pass) = read_user_password("north", Some(dir.path())).unwrap();
+        assert_eq!((user.as_str(), pass.expose()), ("viewer", "s3cr:et"));
+        let err = read_user_password("bad", Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("bad") && !err.contains("nocolon"), "{err}");
+        assert!(read("missing", Some(dir.path())).is_err());
+    }
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::infer::Letterbox;
+use crate::telemetry::CameraMetrics;
 
 /// Index of a camera in the running set; stable for the life of the camera.
 pub(crate) type CameraSlot = usize;
@@ -41,8 +42,12 @@ pub struct CameraInfo {
     pub stream_key: String,
     /// Indices of the classes this camera publishes (`None`: all).
     pub classes: Option<Vec<u32>>,
+    /// Confidence threshold for this camera.
+    pub confidence: f32,
     /// Publish frames with no detection.
     pub publish_empty: bool,
+    /// This camera's counters, shared by every stage.
+    pub metrics: CameraMetrics,
 }
 
 /// A decoded, letterboxed frame, ready to be the model input.

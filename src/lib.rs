@@ -5,12 +5,14 @@
 //! signals and shutdown; [`config`] parses and validates; [`telemetry`] holds counters and
 //! logging set-up. [`testcam`] is the RTSP test camera used by the demo, tests and benchmarks.
 
+mod backoff;
 pub mod capture;
 pub mod check;
 pub mod config;
 pub mod credentials;
 pub mod frame;
 pub mod infer;
+pub(crate) mod mailbox;
 pub mod publish;
 pub mod supervisor;
 pub mod telemetry;

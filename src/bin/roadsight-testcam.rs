@@ -1,1 +1,95 @@
-fn main() {}
+//! `roadsight-testcam`: an RTSP test camera serving a video file or a still image, looped, as
+//! live H.264. Prints `roadsight-testcam: serving <url>` on stdout once listening.
+//!
+//! Exit codes: 0 on SIGINT/SIGTERM, 64 bad usage, 65 source does not decode, 66 source missing,
+//! 69 cannot listen, 70 GStreamer failure, 71 signal set-up failure.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use roadsight::testcam::{self, TestCam, TestCamError, TestCamOptions};
+
+/// Serve a video file or still image, looped forever, as a live RTSP/H.264 camera.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Video file (anything decodebin reads) or still image (jpg, png, …).
+    #[arg(long, value_name = "FILE")]
+    source: PathBuf,
+    /// Address to listen on; port 0 picks a free port (the printed URL has the real one).
+    #[arg(long, default_value = testcam::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Mount path of the stream.
+    #[arg(long, default_value = testcam::DEFAULT_PATH)]
+    path: String,
+    /// Frames per second of the served stream.
+    #[arg(long, default_value_t = testcam::DEFAULT_FPS)]
+    fps: u32,
+    /// Output width (even); needs --height. Default: the source's.
+    #[arg(long, requires = "height")]
+    width: Option<u32>,
+    /// Output height (even); needs --width.
+    #[arg(long, requires = "width")]
+    height: Option<u32>,
+    /// H.264 bit rate, kbit/s.
+    #[arg(long, value_name = "KBPS", default_value_t = testcam::DEFAULT_BITRATE_KBPS)]
+    bitrate: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 64 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let opts = TestCamOptions {
+        source: cli.source,
+        listen: cli.listen,
+        path: cli.path,
+        fps: cli.fps,
+        size: cli.width.zip(cli.height),
+        bitrate_kbps: cli.bitrate,
+    };
+    match serve(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "Test camera failed.");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn serve(opts: TestCamOptions) -> Result<(), TestCamError> {
+    let cam = TestCam::bind(opts)?;
+    cam.stop_on_signals()?;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "roadsight-testcam: serving {}", cam.url());
+    let _ = stdout.flush();
+    drop(stdout);
+    cam.run()
+}
+
+/// sysexits(3) codes, so harnesses can tell a wrong call from a busy port.
+fn exit_code(err: &TestCamError) -> u8 {
+    match err {
+        TestCamError::InvalidOption { .. } => 64,
+        TestCamError::Undecodable { .. } => 65,
+        TestCamError::SourceNotFound { .. } => 66,
+        TestCamError::Bind { .. } => 69,
+        TestCamError::Gstreamer(_) => 70,
+        TestCamError::Signals(_) => 71,
+    }
+}

@@ -1,1 +1,168 @@
-//! Capture.
+//! Capture: the first stage. One GStreamer pipeline per camera decodes the RTSP stream,
+//! letterboxes it to the model's input size and leaves the newest frame in the camera's
+//! mailbox for inference. A tokio task per camera watches the pipeline's bus and its frame
+//! flow, and rebuilds the pipeline with capped exponential backoff whenever the camera is
+//! unreachable, drops the connection or stalls, forever, independently of other cameras.
+
+mod clock;
+mod decoder;
+mod pipeline;
+mod rate;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::{CameraConfig, CaptureDefaults};
+use crate::credentials;
+use crate::frame::{CameraInfo, CameraSlot};
+use crate::mailbox::Mailboxes;
+
+/// How often the control loop checks for a stall.
+const STALL_CHECK: Duration = Duration::from_millis(250);
+
+/// Errors of one capture session.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The camera cannot be set up at all (missing element, bad credential): retried with the
+    /// longest backoff, since only an operator can fix it.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// How one capture session ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// The daemon is stopping.
+    Shutdown,
+    /// Unreachable, dropped, stalled or ended: reconnect after backoff.
+    Disconnected(String),
+    /// Set-up failed in a way a retry will not fix soon.
+    Fatal(String),
+}
+
+/// What a camera's pipeline callbacks share with its control task.
+pub(crate) struct CaptureShared {
+    pub config: CameraConfig,
+    pub defaults: CaptureDefaults,
+    pub camera: Arc<CameraInfo>,
+    pub slot: CameraSlot,
+    pub mailboxes: Arc<Mailboxes>,
+    pub input_width: u32,
+    pub input_height: u32,
+    /// Next `seq`; continues across reconnects.
+    pub seq: AtomicU64,
+}
+
+/// Runs a camera until `shutdown`: connect, watch, reconnect.
+pub(crate) async fn run(shared: Arc<CaptureShared>, shutdown: CancellationToken) {
+    let id = shared.config.id.clone();
+    let url = credentials::redact_url(&shared.config.url);
+    let mut backoff = Backoff::new(shared.defaults.backoff_initial, shared.defaults.backoff_max);
+    let mut first = true;
+    loop {
+        if !first {
+            shared.camera.metrics.reconnects.inc();
+        }
+        first = false;
+        let (end, healthy) = session(&shared, &shutdown).await;
+        shared.camera.metrics.up.set(0);
+        if healthy {
+            backoff.reset();
+        }
+        let delay = match end {
+            SessionEnd::Shutdown => break,
+            SessionEnd::Disconnected(reason) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(camera = %id, stage = "capture", url = %url, reason = %reason, retry_ms = delay.as_millis() as u64, "Camera disconnected; reconnecting.");
+                delay
+            }
+            SessionEnd::Fatal(reason) => {
+                tracing::error!(camera = %id, stage = "capture", url = %url, reason = %reason, "Camera cannot be set up; retrying later.");
+                shared.defaults.backoff_max
+            }
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+    tracing::info!(camera = %id, stage = "capture", "Capture stopped.");
+}
+
+/// One pipeline's life. Returns how it ended and whether it delivered frames.
+async fn session(shared: &Arc<CaptureShared>, shutdown: &CancellationToken) -> (SessionEnd, bool) {
+    let user = match &shared.config.credential {
+        Some(name) => match credentials::read_user_password(name, shared.defaults.credentials_dir.as_deref()) {
+            Ok((user, pass)) => Some((user, pass)),
+            Err(e) => return (SessionEnd::Fatal(e.to_string()), false),
+        },
+        None => None,
+    };
+    let epoch = Instant::now();
+    let liveness = Arc::new(pipeline::Liveness::default());
+    let creds = user.as_ref().map(|(u, p)| (u.as_str(), p.expose()));
+    let pipeline = match pipeline::build(shared, &liveness, epoch, creds) {
+        Ok(p) => p,
+        Err(CaptureError::Fatal(e)) => return (SessionEnd::Fatal(e), false),
+    };
+    let end = watch(&pipeline, &liveness, epoch, shared, shutdown).await;
+    let healthy = liveness.since_last_frame(epoch).is_some();
+    // Going to Null can block while rtspsrc tears down the RTSP session: keep it off the workers.
+    let _ = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Null)).await;
+    (end, healthy)
+}
+
+async fn watch(
+    pipeline: &gst::Pipeline,
+    liveness: &pipeline::Liveness,
+    epoch: Instant,
+    shared: &CaptureShared,
+    shutdown: &CancellationToken,
+) -> SessionEnd {
+    let Some(bus) = pipeline.bus() else { return SessionEnd::Fatal("pipeline without a bus".into()) };
+    let mut messages = bus.stream();
+    if let Err(e) = pipeline.set_state(gst::State::Playing) {
+        return SessionEnd::Disconnected(format!("cannot start: {e}"));
+    }
+    let stall = shared.defaults.stall_timeout;
+    let mut tick = tokio::time::interval(STALL_CHECK);
+    let mut announced = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return SessionEnd::Shutdown,
+            msg = messages.next() => {
+                let Some(msg) = msg else { return SessionEnd::Disconnected("bus closed".into()) };
+                match msg.view() {
+                    gst::MessageView::Error(err) => {
+                        let detail = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+                        return SessionEnd::Disconnected(format!("{}{detail}", err.error()));
+                    }
+                    gst::MessageView::Eos(_) => return SessionEnd::Disconnected("end of stream".into()),
+                    gst::MessageView::Warning(w) => {
+                        tracing::debug!(camera = %shared.config.id, stage = "capture", warning = %w.error(), "GStreamer warning.");
+                    }
+                    _ => {}
+                }
+            }
+            _ = tick.tick() => {
+                let quiet = liveness.since_last_frame(epoch).unwrap_or_else(|| epoch.elapsed());
+                if quiet > stall {
+                    return SessionEnd::Disconnected(format!("no frame for {} ms", quiet.as_millis()));
+                }
+                if !announced && liveness.since_last_frame(epoch).is_some() {
+                    announced = true;
+                    tracing::info!(camera = %shared.config.id, stage = "capture", "Camera live.");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,706 @@
+//! Output decoders: the model's raw output tensor → detections in source pixels.
+//!
+//! Each decoder reads one layout (chosen per model in config), keeps the boxes that pass the
+//! confidence threshold and the class allow-list, runs class-wise NMS and maps the survivors
+//! back through the letterbox. Nothing here panics on a bad tensor: a shape or length that does
+//! not fit is a [`DecodeError`].
+
+use super::letterbox::Letterbox;
+use super::nms::nms_in_place;
+use crate::config::DecoderKind;
+use crate::frame::Detection;
+
+/// What to keep from one output.
+pub(crate) struct DecodeParams<'a> {
+    /// Lowest score kept.
+    pub confidence: f32,
+    /// IoU above which a lower-scored box of the same class is suppressed.
+    pub nms_iou: f32,
+    /// Class indices kept; `None`: all.
+    pub allowed: Option<&'a [u32]>,
+    /// Number of classes the model knows (the length of its label list).
+    pub num_classes: usize,
+}
+
+/// An output tensor that does not fit the configured decoder.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    /// The shape is not the decoder's layout.
+    #[error("{expected}, the output is {got:?}")]
+    ShapeMismatch { expected: String, got: Vec<i64> },
+    /// The data does not hold as many values as the shape says.
+    #[error("output shape {shape:?} does not match its {got} values")]
+    LengthMismatch { shape: Vec<i64>, got: usize },
+}
+
+/// Checks a model's declared output shape against the decoder, before any frame is run. A
+/// dynamic dimension (-1) is accepted for the batch and the box count, and for the class
+/// dimension too (it is checked on every output then).
+///
+/// # Errors
+///
+/// A sentence saying what the decoder expects and what the model gives, for `roadsightd check`.
+pub(crate) fn check_output_shape(
+    kind: DecoderKind,
+    shape: &[i64],
+    num_classes: usize,
+) -> Result<(), String> {
+    if fits(kind, shape, num_classes, true) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}, the model gives {shape:?}",
+            layout(kind, num_classes)
+        ))
+    }
+}
+
+/// Decodes one output into `out` (cleared first, its capacity reused): boxes in source pixels,
+/// highest confidence first.
+///
+/// # Errors
+///
+/// [`DecodeError`] when `shape` is not the decoder's layout or `data` is not as long as `shape`
+/// says; `out` is then empty.
+pub(crate) fn decode(
+    kind: DecoderKind,
+    shape: &[i64],
+    data: &[f32],
+    params: &DecodeParams<'_>,
+    letterbox: &Letterbox,
+    out: &mut Vec<Detection>,
+) -> Result<(), DecodeError> {
+    out.clear();
+    if !fits(kind, shape, params.num_classes, false) {
+        return Err(DecodeError::ShapeMismatch {
+            expected: layout(kind, params.num_classes),
+            got: shape.to_vec(),
+        });
+    }
+    // `fits` has checked the rank and that no dimension is negative.
+    let dim = |i: usize| usize::try_from(shape[i]).ok();
+    let cols = match (dim(1), dim(2)) {
+        (Some(r), Some(c)) if r.checked_mul(c) == Some(data.len()) => c,
+        _ => {
+            return Err(DecodeError::LengthMismatch {
+                shape: shape.to_vec(),
+                got: data.len(),
+            });
+        }
+    };
+    match kind {
+        DecoderKind::Detections => detections(data, params, out),
+        DecoderKind::Yolov8 => yolov8(data, cols, params, out),
+        DecoderKind::Yolov5 => yolov5(data, cols, params, out),
+    }
+    nms_in_place(out, params.nms_iou);
+    out.retain_mut(|d| {
+        d.bbox = letterbox.to_source(d.bbox);
+        d.bbox[2] > d.bbox[0] && d.bbox[3] > d.bbox[1]
+    });
+    Ok(())
+}
+
+/// `[1, N, 6]`: x1 y1 x2 y2 score class, the class a float holding the index.
+fn detections(data: &[f32], params: &DecodeParams<'_>, out: &mut Vec<Detection>) {
+    for row in data.chunks_exact(6) {
+        let class = row[5].round();
+        // Also rejects NaN and infinities.
+        if !(class >= 0.0 && class < params.num_classes as f32) {
+            continue;
+        }
+        push(
+            out,
+            params,
+            class as u32,
+            row[4],
+            [row[0], row[1], row[2], row[3]],
+        );
+    }
+}
+
+/// `[1, 4 + C, A]`, channel-major: value (c, a) at `data[c * A + a]`.
+fn yolov8(data: &[f32], anchors: usize, params: &DecodeParams<'_>, out: &mut Vec<Detection>) {
+    let at = |c: usize, a: usize| data[c * anchors + a];
+    for a in 0..anchors {
+        let scores = (0..params.num_classes).map(|c| at(4 + c, a));
+        if let Some((class, score)) = best(scores) {
+            let bbox = corners(at(0, a), at(1, a), at(2, a), at(3, a));
+            push(out, params, class, score, bbox);
+        }
+    }
+}
+
+/// `[1, A, 5 + C]`: cx cy w h objectness, then the class scores; score = objectness × best.
+fn yolov5(data: &[f32], width: usize, params: &DecodeParams<'_>, out: &mut Vec<Detection>) {
+    // `fits` made `width` 5 + num_classes, never 0.
+    for row in data.chunks_exact(width) {
+        if let Some((class, score)) = best(row[5..].iter().copied()) {
+            push(
+                out,
+                params,
+                class,
+                row[4] * score,
+                corners(row[0], row[1], row[2], row[3]),
+            );
+        }
+    }
+}
+
+/// Index and value of the highest score (the first on a tie); `None` if none is a number.
+fn best(scores: impl Iterator<Item = f32>) -> Option<(u32, f32)> {
+    let mut top: Option<(u32, f32)> = None;
+    for (i, s) in scores.enumerate() {
+        if top.is_none_or(|(_, t)| s > t) && !s.is_nan() {
+            top = Some((u32::try_from(i).ok()?, s));
+        }
+    }
+    top
+}
+
+/// Box from centre and size.
+fn corners(cx: f32, cy: f32, w: f32, h: f32) -> [f32; 4] {
+    [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+}
+
+fn push(
+    out: &mut Vec<Detection>,
+    params: &DecodeParams<'_>,
+    class: u32,
+    score: f32,
+    bbox: [f32; 4],
+) {
+    // `>=` is false for a NaN score. A box with a NaN or infinite corner is noise, not a box
+    // to clamp onto the frame.
+    let allowed = params.allowed.is_none_or(|a| a.contains(&class));
+    if score >= params.confidence && allowed && bbox.iter().all(|v| v.is_finite()) {
+        out.push(Detection {
+            class,
+            confidence: score,
+            bbox,
+        });
+    }
+}
+
+/// Whether `shape` is the decoder's layout; `dynamic` accepts -1 where a model may declare it.
+fn fits(kind: DecoderKind, shape: &[i64], num_classes: usize, dynamic: bool) -> bool {
+    if shape.len() != 3 {
+        return false;
+    }
+    let (fixed_at, fixed) = fixed_dim(kind, num_classes);
+    shape.iter().enumerate().all(|(i, &d)| match d {
+        -1 => dynamic,
+        i64::MIN..=-2 => false,
+        _ if i == 0 => d == 1,
+        _ if i == fixed_at => u64::try_from(d).is_ok_and(|d| d == fixed),
+        _ => true,
+    })
+}
+
+/// The dimension whose size the decoder knows (row width or channel count), and that size.
+fn fixed_dim(kind: DecoderKind, num_classes: usize) -> (usize, u64) {
+    let classes = num_classes as u64;
+    match kind {
+        DecoderKind::Detections => (2, 6),
+        DecoderKind::Yolov8 => (1, classes.saturating_add(4)),
+        DecoderKind::Yolov5 => (2, classes.saturating_add(5)),
+    }
+}
+
+/// "decoder `yolov8` expects [1, 84, anchors] for 80 classes".
+fn layout(kind: DecoderKind, num_classes: usize) -> String {
+    let (_, fixed) = fixed_dim(kind, num_classes);
+    match kind {
+        DecoderKind::Detections => "decoder `detections` expects [1, detections, 6]".to_owned(),
+        DecoderKind::Yolov8 => {
+            format!("decoder `yolov8` expects [1, {fixed}, anchors] for {num_classes} classes")
+        }
+        DecoderKind::Yolov5 => {
+            format!("decoder `yolov5` expects [1, anchors, {fixed}] for {num_classes} classes")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: DecodeParams<'static> = DecodeParams {
+        confidence: 0.25,
+        nms_iou: 0.45,
+        allowed: None,
+        num_classes: 3,
+    };
+
+    /// Model input and source the same size: boxes come back unchanged.
+    fn identity() -> Letterbox {
+        Letterbox::centered(640, 640, 640, 640)
+    }
+
+    fn run(
+        kind: DecoderKind,
+        shape: &[i64],
+        data: &[f32],
+        params: &DecodeParams<'_>,
+    ) -> Vec<Detection> {
+        let mut out = Vec::new();
+        decode(kind, shape, data, params, &identity(), &mut out).expect("decodes");
+        out
+    }
+
+    fn det(class: u32, confidence: f32, bbox: [f32; 4]) -> Detection {
+        Detection {
+            class,
+            confidence,
+            bbox,
+        }
+    }
+
+    /// `[1, 4 + C, A]` from one (cx, cy, w, h, scores) per anchor, written channel-major.
+    fn yolov8_tensor(anchors: &[([f32; 4], &[f32])]) -> (Vec<i64>, Vec<f32>) {
+        let classes = anchors[0].1.len();
+        let n = anchors.len();
+        let mut data = vec![0.0; (4 + classes) * n];
+        for (a, (b, scores)) in anchors.iter().enumerate() {
+            for (c, v) in b.iter().chain(scores.iter()).enumerate() {
+                data[c * n + a] = *v;
+            }
+        }
+        (vec![1, 4 + classes as i64, n as i64], data)
+    }
+
+    /// `[1, A, 5 + C]` from one (cx, cy, w, h, objectness, scores) per anchor.
+    fn yolov5_tensor(anchors: &[([f32; 5], &[f32])]) -> (Vec<i64>, Vec<f32>) {
+        let width = 5 + anchors[0].1.len();
+        let data: Vec<f32> = anchors
+            .iter()
+            .flat_map(|(b, s)| b.iter().chain(s.iter()).copied())
+            .collect();
+        (vec![1, anchors.len() as i64, width as i64], data)
+    }
+
+    #[test]
+    fn detections_keeps_rows_over_the_threshold() {
+        #[rustfmt::skip]
+        let data = [
+            10.0, 20.0, 110.0, 220.0, 0.90, 2.0,
+            300.0, 300.0, 400.0, 400.0, 0.10, 0.0, // below the threshold
+            500.0, 10.0, 600.0, 60.0, 0.25, 1.0,   // exactly at it
+        ];
+        let out = run(DecoderKind::Detections, &[1, 3, 6], &data, &ALL);
+        assert_eq!(
+            out,
+            [
+                det(2, 0.90, [10.0, 20.0, 110.0, 220.0]),
+                det(1, 0.25, [500.0, 10.0, 600.0, 60.0])
+            ]
+        );
+    }
+
+    #[test]
+    fn detections_skips_classes_out_of_range() {
+        let row = |class: f32| [10.0, 10.0, 50.0, 50.0, 0.9, class];
+        for class in [3.0, -1.0, f32::NAN, f32::INFINITY, 1e12] {
+            let out = run(DecoderKind::Detections, &[1, 1, 6], &row(class), &ALL);
+            assert!(out.is_empty(), "class {class} kept");
+        }
+        // A float index a hair off an integer still names its class.
+        let out = run(DecoderKind::Detections, &[1, 1, 6], &row(1.999_999), &ALL);
+        assert_eq!(out[0].class, 2);
+    }
+
+    #[test]
+    fn detections_applies_the_allow_list() {
+        #[rustfmt::skip]
+        let data = [
+            10.0, 10.0, 50.0, 50.0, 0.9, 0.0,
+            60.0, 10.0, 90.0, 50.0, 0.8, 2.0,
+        ];
+        let params = DecodeParams {
+            allowed: Some(&[2]),
+            ..ALL
+        };
+        let out = run(DecoderKind::Detections, &[1, 2, 6], &data, &params);
+        assert_eq!(out, [det(2, 0.8, [60.0, 10.0, 90.0, 50.0])]);
+    }
+
+    #[test]
+    fn detections_suppresses_duplicates_of_one_class() {
+        #[rustfmt::skip]
+        let data = [
+            10.0, 10.0, 50.0, 50.0, 0.7, 0.0,
+            12.0, 10.0, 52.0, 50.0, 0.9, 0.0, // same object, better score
+            12.0, 10.0, 52.0, 50.0, 0.8, 1.0, // same place, other class
+        ];
+        let out = run(DecoderKind::Detections, &[1, 3, 6], &data, &ALL);
+        assert_eq!(
+            out,
+            [
+                det(0, 0.9, [12.0, 10.0, 52.0, 50.0]),
+                det(1, 0.8, [12.0, 10.0, 52.0, 50.0])
+            ]
+        );
+    }
+
+    #[test]
+    fn yolov8_takes_the_best_class_of_each_anchor() {
+        let (shape, data) = yolov8_tensor(&[
+            ([100.0, 100.0, 40.0, 20.0], &[0.1, 0.7, 0.3]),
+            ([300.0, 200.0, 10.0, 10.0], &[0.2, 0.1, 0.2]), // best 0.2: below the threshold
+            ([500.0, 400.0, 60.0, 80.0], &[0.3, 0.3, 0.6]),
+        ]);
+        let out = run(DecoderKind::Yolov8, &shape, &data, &ALL);
+        assert_eq!(
+            out,
+            [
+                det(1, 0.7, [80.0, 90.0, 120.0, 110.0]),
+                det(2, 0.6, [470.0, 360.0, 530.0, 440.0])
+            ]
+        );
+    }
+
+    #[test]
+    fn yolov8_suppresses_overlaps_within_a_class_only() {
+        let (shape, data) = yolov8_tensor(&[
+            ([100.0, 100.0, 50.0, 50.0], &[0.8, 0.0, 0.0]),
+            ([102.0, 101.0, 50.0, 50.0], &[0.9, 0.0, 0.0]),
+            ([101.0, 100.0, 50.0, 50.0], &[0.0, 0.0, 0.5]),
+        ]);
+        let out = run(DecoderKind::Yolov8, &shape, &data, &ALL);
+        let got: Vec<(u32, f32)> = out.iter().map(|d| (d.class, d.confidence)).collect();
+        assert_eq!(got, [(0, 0.9), (2, 0.5)]);
+    }
+
+    #[test]
+    fn yolov8_filters_the_best_class_not_the_best_allowed_one() {
+        // Best class 0 is not allowed; class 1 at 0.6 is not promoted in its place.
+        let (shape, data) = yolov8_tensor(&[([100.0, 100.0, 50.0, 50.0], &[0.9, 0.6, 0.0])]);
+        let params = DecodeParams {
+            allowed: Some(&[1, 2]),
+            ..ALL
+        };
+        assert!(run(DecoderKind::Yolov8, &shape, &data, &params).is_empty());
+    }
+
+    #[test]
+    fn yolov8_needs_the_configured_class_count() {
+        let (shape, data) = yolov8_tensor(&[([100.0, 100.0, 50.0, 50.0], &[0.9, 0.6])]);
+        let mut out = Vec::new();
+        let err = decode(
+            DecoderKind::Yolov8,
+            &shape,
+            &data,
+            &ALL,
+            &identity(),
+            &mut out,
+        );
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "decoder `yolov8` expects [1, 7, anchors] for 3 classes, the output is [1, 6, 1]"
+        );
+    }
+
+    #[test]
+    fn yolov5_scores_objectness_times_class() {
+        let (shape, data) = yolov5_tensor(&[
+            ([100.0, 100.0, 40.0, 20.0, 0.9], &[0.1, 0.8, 0.3]), // 0.72, class 1
+            ([300.0, 300.0, 40.0, 20.0, 0.4], &[0.9, 0.1, 0.0]), // 0.36, class 0
+            ([500.0, 500.0, 40.0, 20.0, 0.2], &[0.9, 0.9, 0.9]), // 0.18: dropped
+        ]);
+        let out = run(DecoderKind::Yolov5, &shape, &data, &ALL);
+        let got: Vec<(u32, f32, [f32; 4])> = out
+            .iter()
+            .map(|d| (d.class, d.confidence, d.bbox))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 0.9 * 0.8, [80.0, 90.0, 120.0, 110.0]),
+                (0, 0.4 * 0.9, [280.0, 290.0, 320.0, 310.0])
+            ]
+        );
+    }
+
+    #[test]
+    fn yolov5_suppresses_and_filters() {
+        let (shape, data) = yolov5_tensor(&[
+            ([100.0, 100.0, 50.0, 50.0, 1.0], &[0.0, 0.0, 0.8]),
+            ([101.0, 100.0, 50.0, 50.0, 1.0], &[0.0, 0.0, 0.9]),
+            ([400.0, 400.0, 50.0, 50.0, 1.0], &[0.9, 0.0, 0.0]),
+        ]);
+        let params = DecodeParams {
+            allowed: Some(&[2]),
+            ..ALL
+        };
+        let out = run(DecoderKind::Yolov5, &shape, &data, &params);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].class, out[0].confidence), (2, 0.9));
+    }
+
+    #[test]
+    fn boxes_come_back_in_source_pixels() {
+        // 800×600 into 512×512: scale 0.64, 64 rows of border on top.
+        let lb = Letterbox::centered(800, 600, 512, 512);
+        #[rustfmt::skip]
+        let data = [
+            0.0, 64.0, 256.0, 256.0, 0.9, 0.0,     // top-left quarter of the frame
+            256.0, 200.0, 512.0, 500.0, 0.8, 1.0,  // runs into the bottom border: clamped
+            100.0, 460.0, 200.0, 510.0, 0.7, 1.0,  // wholly in the border: dropped
+        ];
+        let mut out = Vec::new();
+        decode(
+            DecoderKind::Detections,
+            &[1, 3, 6],
+            &data,
+            &ALL,
+            &lb,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            [
+                det(0, 0.9, [0.0, 0.0, 400.0, 300.0]),
+                det(1, 0.8, [400.0, 212.5, 800.0, 600.0])
+            ]
+        );
+    }
+
+    #[test]
+    fn yolov8_boxes_come_back_in_source_pixels() {
+        // Portrait 480×640 into 512×512: scale 0.8, 64 columns of border on the left.
+        let lb = Letterbox::centered(480, 640, 512, 512);
+        let (shape, data) = yolov8_tensor(&[([256.0, 256.0, 80.0, 160.0], &[0.0, 0.9, 0.0])]);
+        let mut out = Vec::new();
+        decode(DecoderKind::Yolov8, &shape, &data, &ALL, &lb, &mut out).unwrap();
+        assert_eq!(out, [det(1, 0.9, [190.0, 220.0, 290.0, 420.0])]);
+    }
+
+    #[test]
+    fn degenerate_boxes_are_dropped() {
+        #[rustfmt::skip]
+        let data = [
+            50.0, 50.0, 50.0, 90.0, 0.9, 0.0,   // no width
+            90.0, 90.0, 50.0, 50.0, 0.9, 0.0,   // corners swapped
+            f32::NAN, 0.0, 10.0, 10.0, 0.9, 0.0,
+            0.0, 0.0, f32::INFINITY, 10.0, 0.9, 0.0,
+        ];
+        assert!(run(DecoderKind::Detections, &[1, 4, 6], &data, &ALL).is_empty());
+    }
+
+    #[test]
+    fn nan_scores_are_never_kept() {
+        let (shape, data) =
+            yolov8_tensor(&[([100.0, 100.0, 50.0, 50.0], &[f32::NAN, f32::NAN, f32::NAN])]);
+        assert!(run(DecoderKind::Yolov8, &shape, &data, &ALL).is_empty());
+        let (shape, data) =
+            yolov5_tensor(&[([100.0, 100.0, 50.0, 50.0, f32::NAN], &[0.9, 0.0, 0.0])]);
+        assert!(run(DecoderKind::Yolov5, &shape, &data, &ALL).is_empty());
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors_and_leave_out_empty() {
+        let data = [0.5; 24];
+        let cases: &[(DecoderKind, &[i64])] = &[
+            (DecoderKind::Detections, &[1, 4]),
+            (DecoderKind::Detections, &[1, 4, 6, 1]),
+            (DecoderKind::Detections, &[2, 2, 6]),
+            (DecoderKind::Detections, &[1, 6, 4]),
+            (DecoderKind::Detections, &[1, -1, 6]),
+            (DecoderKind::Yolov8, &[1, 8, 3]),
+            (DecoderKind::Yolov5, &[1, 4, 6]),
+            (DecoderKind::Yolov5, &[1, -3, 8]),
+        ];
+        for &(kind, shape) in cases {
+            let mut out = vec![det(0, 1.0, [0.0, 0.0, 1.0, 1.0])];
+            let err = decode(kind, shape, &data, &ALL, &identity(), &mut out).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::ShapeMismatch { .. }),
+                "{kind:?} {shape:?}"
+            );
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn data_shorter_or_longer_than_the_shape_is_an_error() {
+        for len in [0, 23, 25] {
+            let data = vec![0.5; len];
+            let mut out = Vec::new();
+            let err = decode(
+                DecoderKind::Detections,
+                &[1, 4, 6],
+                &data,
+                &ALL,
+                &identity(),
+                &mut out,
+            );
+            assert!(matches!(err, Err(DecodeError::LengthMismatch { got, .. }) if got == len));
+        }
+        // A product that overflows cannot match any buffer.
+        let err = decode(
+            DecoderKind::Yolov5,
+            &[1, i64::MAX, 8],
+            &[0.5; 8],
+            &ALL,
+            &identity(),
+            &mut Vec::new(),
+        );
+        assert!(matches!(err, Err(DecodeError::LengthMismatch { .. })));
+    }
+
+    #[test]
+    fn empty_outputs_decode_to_nothing() {
+        assert!(run(DecoderKind::Detections, &[1, 0, 6], &[], &ALL).is_empty());
+        assert!(run(DecoderKind::Yolov8, &[1, 7, 0], &[], &ALL).is_empty());
+        assert!(run(DecoderKind::Yolov5, &[1, 0, 8], &[], &ALL).is_empty());
+    }
+
+    #[test]
+    fn out_is_cleared_and_its_capacity_reused() {
+        let (shape, data) = yolov8_tensor(&[
+            ([100.0, 100.0, 50.0, 50.0], &[0.9, 0.0, 0.0]),
+            ([300.0, 300.0, 50.0, 50.0], &[0.0, 0.8, 0.0]),
+        ]);
+        let mut out = Vec::new();
+        decode(
+            DecoderKind::Yolov8,
+            &shape,
+            &data,
+            &ALL,
+            &identity(),
+            &mut out,
+        )
+        .unwrap();
+        let capacity = out.capacity();
+        for _ in 0..5 {
+            decode(
+                DecoderKind::Yolov8,
+                &shape,
+                &data,
+                &ALL,
+                &identity(),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out.len(), 2);
+            assert_eq!(out.capacity(), capacity);
+        }
+    }
+
+    #[test]
+    fn arbitrary_shapes_and_values_never_panic() {
+        // A small xorshift generator: deterministic, no dependency.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let dims = [-2, -1, 0, 1, 2, 3, 6, 7, 8, i64::MAX, i64::MIN];
+        let values = [
+            0.0,
+            0.3,
+            0.9,
+            1.0,
+            -1.0,
+            2.0,
+            1e30,
+            f32::NAN,
+            f32::INFINITY,
+            -0.0,
+        ];
+        let lb = Letterbox::centered(1920, 1080, 640, 384);
+        let mut out = Vec::new();
+        let mut decoded = 0;
+        for _ in 0..20_000 {
+            let rank = (next() % 5) as usize;
+            let shape: Vec<i64> = (0..rank)
+                .map(|_| dims[next() as usize % dims.len()])
+                .collect();
+            // Half the time as long as the shape says, so decoding gets past the checks.
+            let product = shape.iter().try_fold(1_u64, |p, &d| p.checked_mul(u64::try_from(d).ok()?));
+            let len = match product {
+                Some(p) if p < 512 && next() % 2 == 0 => p,
+                _ => next() % 64,
+            };
+            let data: Vec<f32> =
+                (0..len).map(|_| values[next() as usize % values.len()]).collect();
+            let kind = [
+                DecoderKind::Detections,
+                DecoderKind::Yolov8,
+                DecoderKind::Yolov5,
+            ][next() as usize % 3];
+            let params = DecodeParams {
+                num_classes: next() as usize % 4,
+                ..ALL
+            };
+            let _ = check_output_shape(kind, &shape, params.num_classes);
+            if decode(kind, &shape, &data, &params, &lb, &mut out).is_ok() {
+                decoded += out.len();
+                for d in &out {
+                    assert!(d.confidence >= 0.25 && (d.class as usize) < params.num_classes);
+                    assert!(d.bbox[0] < d.bbox[2] && d.bbox[1] < d.bbox[3], "{d:?}");
+                    assert!(d.bbox[0] >= 0.0 && d.bbox[2] <= 1920.0 && d.bbox[3] <= 1080.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn check_accepts_dynamic_batch_and_box_counts() {
+        assert_eq!(
+            check_output_shape(DecoderKind::Detections, &[1, 100, 6], 80),
+            Ok(())
+        );
+        assert_eq!(
+            check_output_shape(DecoderKind::Detections, &[-1, -1, 6], 80),
+            Ok(())
+        );
+        assert_eq!(
+            check_output_shape(DecoderKind::Yolov8, &[1, 84, 8400], 80),
+            Ok(())
+        );
+        assert_eq!(
+            check_output_shape(DecoderKind::Yolov8, &[-1, 84, -1], 80),
+            Ok(())
+        );
+        assert_eq!(
+            check_output_shape(DecoderKind::Yolov8, &[1, -1, -1], 80),
+            Ok(())
+        );
+        assert_eq!(
+            check_output_shape(DecoderKind::Yolov5, &[1, 25200, 85], 80),
+            Ok(())
+        );
+        assert_eq!(
+            check_output_shape(DecoderKind::Yolov5, &[-1, -1, 85], 80),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn check_names_the_expected_layout() {
+        assert_eq!(
+            check_output_shape(DecoderKind::Yolov8, &[1, 100, 6], 80),
+            Err("decoder `yolov8` expects [1, 84, anchors] for 80 classes, the model gives [1, 100, 6]"
+                .to_owned())
+        );
+        assert_eq!(
+            check_output_shape(DecoderKind::Yolov5, &[1, 25200, 85], 3),
+            Err("decoder `yolov5` expects [1, anchors, 8] for 3 classes, the model gives [1, 25200, 85]"
+                .to_owned())
+        );
+        assert_eq!(
+            check_output_shape(DecoderKind::Detections, &[1, 100], 80),
+            Err(
+                "decoder `detections` expects [1, detections, 6], the model gives [1, 100]"
+                    .to_owned()
+            )
+        );
+        // A batch of 2 (or any static batch other than 1) is not supported.
+        assert!(check_output_shape(DecoderKind::Detections, &[2, 100, 6], 80).is_err());
+        assert!(check_output_shape(DecoderKind::Yolov8, &[1, 84, -2], 80).is_err());
+    }
+}

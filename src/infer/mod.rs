@@ -1,7 +1,43 @@
-//! Inference: runs the detector on each frame on its own thread (ONNX Runtime via `ort`).
+//! Inference: the second stage. One OS thread takes the newest frame of each camera from the
+//! [`Mailboxes`](crate::mailbox::Mailboxes), runs the detector through ONNX Runtime, decodes
+//! the output into [`Detections`](crate::frame::Detections) and hands them to the publisher.
+//! It never waits for Redis: the publish queue drops its oldest entry when full.
 
 mod decode;
+mod detector;
+mod input;
 mod letterbox;
 mod nms;
+mod session;
+mod worker;
 
+use std::path::PathBuf;
+
+pub use detector::Detector;
+pub use input::InputKind;
 pub use letterbox::Letterbox;
+pub use session::ModelShape;
+pub(crate) use worker::{Heartbeat, spawn};
+
+/// Errors of the inference stage.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// `libonnxruntime.so` could not be loaded or initialised.
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+    /// The model file is unreadable or does not fit the configured decoder.
+    #[error("model {path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+    /// A provider marked `required` could not be registered.
+    #[error("execution provider {provider} is required but unavailable: {reason}")]
+    ProviderUnavailable { provider: &'static str, reason: String },
+    /// A single run failed; the frame is dropped, the thread goes on.
+    #[error("inference failed: {0}")]
+    Run(String),
+}
+
+impl From<ort::Error> for InferError {
+    fn from(e: ort::Error) -> Self {
+        InferError::Runtime(e.to_string())
+    }
+}

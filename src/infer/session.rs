@@ -1,0 +1,130 @@
+//! The ONNX Runtime session: loading the library, registering execution providers in the
+//! configured order, and checking the model's input and output against what we feed it.
+
+use std::path::Path;
+
+use ort::environment::Environment;
+use ort::ep::{CPU, CUDA, ExecutionProviderDispatch, TensorRT};
+use ort::session::Session;
+use ort::session::builder::SessionBuilder;
+use ort::value::TensorElementType;
+
+use super::InferError;
+use super::input::InputKind;
+use crate::config::{ModelConfig, Provider};
+
+/// What the model takes and gives, read from the session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelShape {
+    pub input_name: String,
+    /// How frames become the input tensor.
+    pub input: InputKind,
+    /// Input height and width in pixels.
+    pub height: u32,
+    pub width: u32,
+    pub output_name: String,
+    /// Output shape as the model declares it (-1 for dynamic dimensions).
+    pub output_shape: Vec<i64>,
+}
+
+/// Loads `libonnxruntime.so` once per process: the configured path, else `ORT_DYLIB_PATH`,
+/// else the system's library.
+pub(crate) fn load_runtime(config: &ModelConfig) -> Result<Environment, InferError> {
+    let path = match (&config.ort_library, std::env::var_os("ORT_DYLIB_PATH")) {
+        (Some(path), _) => path.clone(),
+        (None, Some(env)) => env.into(),
+        (None, None) => "libonnxruntime.so".into(),
+    };
+    let builder = ort::init_from(&path)
+        .map_err(|e| InferError::Runtime(format!("cannot load {}: {e}", path.display())))?;
+    Ok(builder.with_name("roadsightd").with_telemetry(false).build()?)
+}
+
+/// Builds a session for `config.path` with the configured providers, in order. A provider
+/// that cannot be registered is logged once and skipped unless marked `required`.
+pub(crate) fn open(env: &Environment, config: &ModelConfig) -> Result<Session, InferError> {
+    let mut builder = Session::builder(env)?;
+    if config.threads > 0 {
+        builder = builder.with_intra_threads(config.threads).map_err(ort::Error::from)?;
+    }
+    for provider in &config.providers {
+        let (dispatch, required) = dispatch(provider);
+        let name = dispatch.name();
+        match builder.with_execution_providers([dispatch.error_on_failure()]) {
+            Ok(b) => {
+                builder = b;
+                tracing::info!(provider = name, "Execution provider registered.");
+            }
+            Err(e) if required => {
+                return Err(InferError::ProviderUnavailable { provider: name, reason: e.to_string() });
+            }
+            Err(e) => {
+                tracing::warn!(provider = name, error = %e, "Execution provider unavailable, skipped.");
+                builder = e.recover();
+            }
+        }
+    }
+    open_file(builder, &config.path)
+}
+
+fn open_file(mut builder: SessionBuilder, path: &Path) -> Result<Session, InferError> {
+    builder
+        .commit_from_file(path)
+        .map_err(|e| InferError::Model { path: path.to_owned(), reason: e.to_string() })
+}
+
+fn dispatch(provider: &Provider) -> (ExecutionProviderDispatch, bool) {
+    match provider {
+        Provider::TensorRt { fp16, engine_cache, required } => {
+            let mut ep = TensorRT::default().with_fp16(*fp16);
+            if let Some(dir) = engine_cache {
+                let dir = dir.display().to_string();
+                ep = ep
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(&dir)
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(&dir);
+            }
+            (ep.build(), *required)
+        }
+        Provider::Cuda { device_id, required } => {
+            (CUDA::default().with_device_id(*device_id).build(), *required)
+        }
+        Provider::Cpu => (CPU::default().build(), true),
+    }
+}
+
+/// Reads the input and output the daemon uses and checks the input is an NHWC RGB image.
+pub(crate) fn model_shape(session: &Session, path: &Path) -> Result<ModelShape, InferError> {
+    let bad = |reason: String| InferError::Model { path: path.to_owned(), reason };
+    let [input] = session.inputs() else {
+        return Err(bad(format!("expected one input, the model has {}", session.inputs().len())));
+    };
+    let Some(output) = session.outputs().first() else {
+        return Err(bad("the model has no output".into()));
+    };
+    let in_type = input.dtype();
+    let dims: Vec<i64> = in_type.tensor_shape().map(|s| s.to_vec()).unwrap_or_default();
+    let u8_input = match in_type.tensor_type() {
+        Some(TensorElementType::Uint8) => true,
+        Some(TensorElementType::Float32) => false,
+        other => {
+            return Err(bad(format!("input `{}` must be uint8 or float32, is {other:?}", input.name())));
+        }
+    };
+    let Some((kind, height, width)) = InputKind::from_shape(u8_input, &dims) else {
+        return Err(bad(format!(
+            "input `{}` must be an RGB image, [1, height, width, 3] or [1, 3, height, width], is {dims:?}",
+            input.name()
+        )));
+    };
+    let output_shape = output.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default();
+    Ok(ModelShape {
+        input_name: input.name().to_owned(),
+        input: kind,
+        height,
+        width,
+        output_name: output.name().to_owned(),
+        output_shape,
+    })
+}

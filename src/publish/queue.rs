@@ -1,0 +1,83 @@
+//! The bounded hand-over from inference (a plain thread) to the publisher (a tokio task).
+//!
+//! `push` never blocks: when the queue is full the OLDEST entry is dropped and counted
+//! (`reason="queue_full"`): for live video the newest result is worth more, and a local Redis
+//! that is down must never stall inference or capture.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::Notify;
+
+use crate::frame::Detections;
+use crate::telemetry::DropReason;
+
+struct State {
+    items: VecDeque<Detections>,
+    closed: bool,
+}
+
+/// Results waiting for Redis.
+pub(crate) struct PublishQueue {
+    state: Mutex<State>,
+    capacity: usize,
+    notify: Notify,
+}
+
+impl PublishQueue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let state = State { items: VecDeque::with_capacity(capacity), closed: false };
+        Self { state: Mutex::new(state), capacity: capacity.max(1), notify: Notify::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues one result; drops (and counts) the oldest when full.
+    pub(crate) fn push(&self, item: Detections) {
+        let mut state = self.lock();
+        if state.items.len() >= self.capacity {
+            if let Some(old) = state.items.pop_front() {
+                old.camera.metrics.drop(DropReason::QueueFull, 1);
+            }
+        }
+        state.items.push_back(item);
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// No more pushes will come; the publisher drains what is left, then stops.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.notify.notify_one();
+    }
+
+    /// Moves up to `max` results into `out`, waiting while the queue is empty. Returns `false`
+    /// once the queue is closed and empty.
+    pub(crate) async fn next_batch(&self, max: usize, out: &mut Vec<Detections>) -> bool {
+        loop {
+            {
+                let mut state = self.lock();
+                if !state.items.is_empty() {
+                    let n = state.items.len().min(max);
+                    out.extend(state.items.drain(..n));
+                    return true;
+                }
+                if state.closed {
+                    return false;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Drops everything still queued, counting it under `reason`; returns how many.
+    pub(crate) fn discard(&self, reason: DropReason) -> usize {
+        let items: Vec<Detections> = self.lock().items.drain(..).collect();
+        for d in &items {
+            d.camera.metrics.drop(reason, 1);
+        }
+        items.len()
+    }
+}

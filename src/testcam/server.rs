@@ -1,0 +1,126 @@
+//! The RTSP side: one shared media factory whose pipeline is a live `appsrc` (fed by
+//! [`super::source`]) → `x264enc` (zerolatency, ultrafast) → `rtph264pay name=pay0`.
+//!
+//! The media pipeline runs on a dedicated `CLOCK_REALTIME` system clock, so running time and
+//! wall-clock time advance together; rtpbin's RTCP sender reports (on by default) map RTP time
+//! to NTP from the wall clock, which gives clients wall-clock capture times.
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+use super::options::key_int_max;
+use super::source::AppSrcTarget;
+use super::{TestCamError, TestCamOptions};
+
+/// A listening RTSP server attached to a main context.
+pub(crate) struct Server {
+    server: rtsp::RTSPServer,
+    sources: Vec<glib::SourceId>,
+    port: u16,
+}
+
+impl Server {
+    /// Mounts the shared factory at `opts.path` and binds `opts.listen`.
+    pub(crate) fn start(
+        opts: &TestCamOptions,
+        caps: &gst::Caps,
+        target: AppSrcTarget,
+        context: &glib::MainContext,
+    ) -> Result<Self, TestCamError> {
+        for element in ["appsrc", "x264enc", "rtph264pay"] {
+            if gst::ElementFactory::find(element).is_none() {
+                return Err(TestCamError::Gstreamer(format!("element {element} is not installed")));
+            }
+        }
+        let factory = media_factory(opts, caps.clone(), target);
+        let server = rtsp::RTSPServer::new();
+        server.set_address(&opts.listen.ip().to_string());
+        server.set_service(&opts.listen.port().to_string());
+        server.mount_points().expect("a new server has mount points").add_factory(&opts.path, factory);
+
+        let bind_err = |reason: String| TestCamError::Bind { addr: opts.listen, reason };
+        let listening = server
+            .attach(Some(context))
+            .map_err(|_| bind_err("the address is in use or not local".to_owned()))?;
+        let port = u16::try_from(server.bound_port())
+            .map_err(|_| bind_err(format!("bound port {} reported", server.bound_port())))?;
+
+        // Sessions of clients that vanished without a TEARDOWN expire here.
+        let pool = server.session_pool().expect("a new server has a session pool");
+        let reaper = pool.create_watch(Some("testcam-sessions"), glib::Priority::DEFAULT, |pool| {
+            pool.cleanup();
+            glib::ControlFlow::Continue
+        });
+        let reaper = reaper.attach(Some(context));
+        tracing::debug!(port, path = %opts.path, "RTSP server is listening.");
+        Ok(Self { server, sources: vec![listening, reaper], port })
+    }
+
+    /// The TCP port actually bound.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops accepting and closes every client connection. Idempotent.
+    pub(crate) fn stop(&mut self) {
+        for source in self.sources.drain(..) {
+            source.remove();
+        }
+        self.server.client_filter(Some(&mut |_, client| {
+            client.close();
+            rtsp::RTSPFilterResult::Remove
+        }));
+    }
+}
+
+fn media_factory(opts: &TestCamOptions, caps: gst::Caps, target: AppSrcTarget) -> rtsp::RTSPMediaFactory {
+    let factory = rtsp::RTSPMediaFactory::new();
+    factory.set_launch(&format!(
+        "( appsrc name=src is-live=true format=time do-timestamp=true max-buffers=2 \
+         leaky-type=downstream ! x264enc tune=zerolatency speed-preset=ultrafast \
+         key-int-max={key_int} bitrate={bitrate} byte-stream=true \
+         ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+        key_int = key_int_max(opts.fps),
+        bitrate = opts.bitrate_kbps,
+    ));
+    // One live stream for every client, as a real camera has.
+    factory.set_shared(true);
+    factory.set_clock(Some(&wall_clock()));
+    factory.connect_media_configure(move |_, media| attach_media(media, &caps, &target));
+    factory
+}
+
+/// A system clock of its own on `CLOCK_REALTIME` (the global default clock stays monotonic).
+fn wall_clock() -> gst::Clock {
+    glib::Object::builder::<gst::SystemClock>()
+        .property("clock-type", gst::ClockType::Realtime)
+        .build()
+        .upcast()
+}
+
+/// Points the feeder at a new media's `appsrc`, and away from it once the media is unprepared.
+fn attach_media(media: &rtsp::RTSPMedia, caps: &gst::Caps, target: &AppSrcTarget) {
+    let element = media.element();
+    let appsrc = element
+        .downcast_ref::<gst::Bin>()
+        .and_then(|bin| bin.by_name("src"))
+        .and_then(|src| src.downcast::<gst_app::AppSrc>().ok())
+        .expect("the factory's launch line has an appsrc named src");
+    appsrc.set_caps(Some(caps));
+    *target.lock().expect("appsrc target") = Some(appsrc.clone());
+    tracing::info!("A new shared media is being prepared.");
+
+    let target = target.clone();
+    media.connect_unprepared(move |_| {
+        let mut current = target.lock().expect("appsrc target");
+        if current.as_ref() == Some(&appsrc) {
+            *current = None;
+        }
+        tracing::info!("The shared media is unprepared (no clients left).");
+    });
+    media.connect_new_state(|_, state| tracing::debug!(state, "Media state changed."));
+}
