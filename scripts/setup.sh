@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what roadsight needs on Debian 12 / Ubuntu and is idempotent: apt packages
 # (GStreamer 1.22, rtsp-server, redis-server), ONNX Runtime's shared library from the PyPI
-# wheel into .local/onnxruntime, and the Python `onnx` package used by models/make_u8_model.py.
+# wheel into .local/onnxruntime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ORT_VERSION="${ORT_VERSION:-1.22.0}"
+ORT_VERSION="${ORT_VERSION:-1.23.2}"
 ORT_DIR=".local/onnxruntime"
 
 APT_PACKAGES=(

@@ -1,1 +1,73 @@
-//! roadsightd check.
+//! `roadsightd check`: the config is already validated by loading it; this loads the model
+//! (which also checks its input and its output against the configured decoder) and prints a
+//! summary an operator can read. Secrets never appear: URLs are redacted, credentials are
+//! named, not read.
+
+use std::fmt::Write as _;
+
+use crate::capture::decoder_summary;
+use crate::config::{Config, Provider};
+use crate::credentials::redact_url;
+use crate::infer::{Detector, InferError};
+
+/// Loads the model and returns the summary text.
+///
+/// # Errors
+/// The model cannot be loaded or does not fit the decoder ([`InferError::is_config`]), or
+/// ONNX Runtime itself is missing.
+pub fn check(config: &Config) -> Result<String, InferError> {
+    let detector = Detector::open(&config.model)?;
+    let shape = detector.shape();
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = writeln!(out, "config     {}", config.file.display());
+    let _ = writeln!(out, "site       {}", config.site);
+    let _ = writeln!(out, "redis      {}{}", redact_url(&config.redis.url), credential_note(config.redis.credential.as_deref()));
+    let _ = writeln!(
+        out,
+        "model      {} ({} classes, decoder {:?})",
+        config.model.path.display(),
+        config.model.label_names.len(),
+        config.model.decoder
+    );
+    let _ = writeln!(
+        out,
+        "  input    `{}` {:?} {}x{}; output `{}` {:?}",
+        shape.input_name, shape.input, shape.width, shape.height, shape.output_name, shape.output_shape
+    );
+    let providers: Vec<String> = config.model.providers.iter().map(provider_name).collect();
+    let _ = writeln!(out, "  providers {}", providers.join(", "));
+    let _ = writeln!(out, "  decoders  {}", decoder_summary(None));
+    let enabled = config.cameras.iter().filter(|c| c.enabled).count();
+    let _ = writeln!(out, "cameras    {enabled} enabled of {}", config.cameras.len());
+    for cam in &config.cameras {
+        let _ = writeln!(
+            out,
+            "  {:<12} {} {:?} fps={} latency={}ms{}{}{}",
+            cam.id,
+            redact_url(&cam.url),
+            cam.transport,
+            cam.fps,
+            cam.latency_ms,
+            credential_note(cam.credential.as_deref()),
+            cam.decoder.as_deref().map(|d| format!(" decoder={}", decoder_summary(Some(d)))).unwrap_or_default(),
+            if cam.enabled { "" } else { " (disabled)" },
+        );
+    }
+    let _ = writeln!(out, "ok");
+    Ok(out)
+}
+
+fn credential_note(name: Option<&str>) -> String {
+    name.map(|n| format!(" (credential `{n}`)")).unwrap_or_default()
+}
+
+fn provider_name(p: &Provider) -> String {
+    match p {
+        Provider::TensorRt { fp16, required, .. } => {
+            format!("tensorrt{}{}", if *fp16 { "+fp16" } else { "" }, if *required { " (required)" } else { "" })
+        }
+        Provider::Cuda { required, .. } => format!("cuda{}", if *required { " (required)" } else { "" }),
+        Provider::Cpu => "cpu".into(),
+    }
+}

@@ -17,3 +17,4 @@ pub mod publish;
 pub mod supervisor;
 pub mod telemetry;
 pub mod testcam;
+pub mod watch;

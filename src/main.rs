@@ -1,1 +1,115 @@
-fn main() {}
+//! `roadsightd`: parse the command line, start logging, call into the library, map the
+//! outcome to a sysexits code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use roadsight::{check, config, supervisor, telemetry, watch};
+
+/// sysexits(3) codes used by roadsightd.
+mod exit {
+    pub const USAGE: u8 = 64;
+    pub const UNAVAILABLE: u8 = 69;
+    pub const SOFTWARE: u8 = 70;
+    pub const CONFIG: u8 = 78;
+}
+
+const DEFAULT_CONFIG: &str = "/etc/roadsight/roadsight.toml";
+
+#[derive(Parser)]
+#[command(name = "roadsightd", version, about = "Roadside camera box daemon: RTSP → detections → Redis Streams")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Global config file (for the default `run` command).
+    #[arg(long, short, env = "ROADSIGHT_CONFIG", default_value = DEFAULT_CONFIG, global = true)]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the config, every camera file and the model; print a summary.
+    Check,
+    /// Follow the detection streams in the local Redis and print entries, then a latency summary.
+    Watch {
+        /// Stop after this many seconds (0: until interrupted).
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+        /// Print only the summary, not every entry.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    telemetry::init_logging("info");
+    let config = match config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("roadsightd: configuration error: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(config),
+        Command::Check => match check::check(&config) {
+            Ok(summary) => {
+                print!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("roadsightd: check failed: {e}");
+                ExitCode::from(if e.is_config() { exit::CONFIG } else { exit::UNAVAILABLE })
+            }
+        },
+        Command::Watch { seconds, quiet } => {
+            let duration = (seconds > 0).then(|| Duration::from_secs(seconds));
+            match runtime().block_on(watch::watch(&config, duration, quiet)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("roadsightd: watch: {e:#}");
+                    ExitCode::from(exit::UNAVAILABLE)
+                }
+            }
+        }
+    }
+}
+
+fn run(config: config::Config) -> ExitCode {
+    if let Err(e) = gstreamer::init() {
+        eprintln!("roadsightd: cannot initialise GStreamer: {e}");
+        return ExitCode::from(exit::SOFTWARE);
+    }
+    match runtime().block_on(supervisor::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "roadsightd cannot run.");
+            ExitCode::from(match e {
+                supervisor::RunError::Infer(ref i) if i.is_config() => exit::CONFIG,
+                supervisor::RunError::Publish(_) => exit::CONFIG,
+                supervisor::RunError::Io(_) => exit::SOFTWARE,
+                _ => exit::UNAVAILABLE,
+            })
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("roadsightd-rt")
+        .build()
+        .expect("the tokio runtime starts")
+}

@@ -1,1 +1,202 @@
-//! Supervisor.
+//! Supervisor: wires capture → infer → publish for the configured cameras, waits for a stop
+//! signal and drains in order: capture stops first, inference finishes the frames it holds,
+//! the publisher flushes them to Redis (bounded by the drain timeout), then the process exits.
+
+use std::io::Read as _;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::capture::{self, CaptureShared};
+use crate::config::Config;
+use crate::frame::CameraInfo;
+use crate::infer::{self, Detector, Heartbeat, InferError};
+use crate::mailbox::Mailboxes;
+use crate::publish::{self, EntryContext, PublishError, PublishQueue, RedisTarget};
+use crate::telemetry::{DropReason, Metrics};
+
+/// How long the publisher may keep flushing after a stop signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long start-up waits for the local Redis before giving up (exit 69).
+const REDIS_STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why the daemon could not run; `main` maps each to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The model or its runtime could not be loaded.
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    /// The local Redis config is unusable.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// The local Redis did not answer at start.
+    #[error("local Redis {url} unreachable at start: {reason}")]
+    RedisUnavailable { url: String, reason: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. A second signal exits at once.
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let metrics = Metrics::new();
+    let model_config = config.model.clone();
+    let detector = tokio::task::spawn_blocking(move || Detector::open(&model_config))
+        .await
+        .map_err(|e| RunError::Io(std::io::Error::other(e)))??;
+    let shape = detector.shape().clone();
+    tracing::info!(stage = "infer", model = %config.model.path.display(), input = ?shape.input, width = shape.width, height = shape.height, "Model loaded.");
+
+    let target = RedisTarget::new(&config.redis, config.capture.credentials_dir.as_deref())?;
+    wait_for_redis(&target).await?;
+
+    let cameras: Vec<_> = config.cameras.iter().filter(|c| c.enabled).cloned().collect();
+    let mailboxes = Arc::new(Mailboxes::new(cameras.len()));
+    let queue = Arc::new(PublishQueue::new(config.publish.queue));
+    let heartbeat = Arc::new(Heartbeat::default());
+    let infer_thread = infer::spawn(detector, Arc::clone(&mailboxes), Arc::clone(&queue), heartbeat)?;
+
+    let run_id = run_id();
+    let ctx = EntryContext::new(
+        &config.site,
+        &run_id,
+        &model_name(&config.model.path),
+        &config.model.label_names,
+        config.publish.encoding,
+        config.publish.maxlen,
+    );
+    let stop_capture = CancellationToken::new();
+    let stop_publish = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let publisher = tokio::spawn(publish::run(
+        target,
+        ctx,
+        Arc::clone(&queue),
+        Arc::clone(&metrics),
+        stop_publish.clone(),
+        DRAIN_TIMEOUT,
+    ));
+
+    let mut infos = Vec::new();
+    for (slot, cam) in cameras.into_iter().enumerate() {
+        let info = Arc::new(CameraInfo {
+            id: cam.id.clone(),
+            stream_key: publish::stream_key(&config.site, &cam.id),
+            classes: class_ids(&cam.classes, &config.model.label_names),
+            confidence: cam.confidence,
+            publish_empty: cam.publish_empty,
+            metrics: metrics.camera(&cam.id),
+        });
+        infos.push(Arc::clone(&info));
+        let shared = Arc::new(CaptureShared {
+            config: cam,
+            defaults: config.capture.clone(),
+            camera: info,
+            slot,
+            mailboxes: Arc::clone(&mailboxes),
+            input_width: shape.width,
+            input_height: shape.height,
+            seq: AtomicU64::new(0),
+        });
+        tracker.spawn(capture::run(shared, stop_capture.clone()));
+    }
+    tracker.close();
+    tracing::info!(site = %config.site, run = %run_id, cameras = infos.len(), "roadsightd running.");
+
+    wait_for_stop_signal().await?;
+    tracing::info!("Stopping: capture first, then draining inference and publish.");
+    tokio::spawn(async {
+        if wait_for_stop_signal().await.is_ok() {
+            tracing::warn!("Second stop signal: exiting now.");
+            std::process::exit(130);
+        }
+    });
+    stop_capture.cancel();
+    tracker.wait().await;
+    mailboxes.close();
+    stop_publish.cancel();
+    let _ = tokio::task::spawn_blocking(move || infer_thread.join()).await;
+    let _ = publisher.await;
+    log_summary(&infos);
+    Ok(())
+}
+
+async fn wait_for_redis(target: &RedisTarget) -> Result<(), RunError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match target.connect().await {
+            Ok(_) => return Ok(()),
+            Err(e) if started.elapsed() >= REDIS_STARTUP_TIMEOUT => {
+                return Err(RunError::RedisUnavailable { url: target.display().to_owned(), reason: e.to_string() });
+            }
+            Err(e) => {
+                tracing::info!(redis = target.display(), error = %e, "Waiting for local Redis.");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn wait_for_stop_signal() -> Result<(), RunError> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// Class names of a camera's allow-list → class ids (validated against the labels earlier).
+fn class_ids(classes: &Option<Vec<String>>, labels: &[String]) -> Option<Vec<u32>> {
+    classes.as_ref().map(|names| {
+        names.iter().filter_map(|n| labels.iter().position(|l| l == n).map(|i| i as u32)).collect()
+    })
+}
+
+/// `<file stem>@<first 8 hex digits of its SHA-256>`, the `model` field.
+fn model_name(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let stem = path.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    let mut hasher = Sha256::new();
+    let mut buf = [0u8; 64 * 1024];
+    if let Ok(mut file) = std::fs::File::open(path) {
+        while let Ok(n) = file.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    let digest = hasher.finalize();
+    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{stem}@{short}")
+}
+
+/// An id for this daemon run: start time (µs, hex) and pid.
+fn run_id() -> String {
+    format!("{:x}-{:x}", publish::unix_micros(), std::process::id())
+}
+
+fn log_summary(cameras: &[Arc<CameraInfo>]) {
+    for cam in cameras {
+        let m = &cam.metrics;
+        tracing::info!(
+            camera = %cam.id,
+            captured = m.captured.get(),
+            processed = m.processed.get(),
+            published = m.published.get(),
+            dropped_stale = m.dropped(DropReason::Stale),
+            dropped_rate_limit = m.dropped(DropReason::RateLimit),
+            dropped_inference_error = m.dropped(DropReason::InferenceError),
+            dropped_queue_full = m.dropped(DropReason::QueueFull),
+            dropped_redis_error = m.dropped(DropReason::RedisError),
+            dropped_shutdown = m.dropped(DropReason::Shutdown),
+            reconnects = m.reconnects.get(),
+            "Camera summary."
+        );
+    }
+}

@@ -4,7 +4,7 @@
 //! Exit codes: 0 on SIGINT/SIGTERM, 64 bad usage, 65 source does not decode, 66 source missing,
 //! 69 cannot listen, 70 GStreamer failure, 71 signal set-up failure.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +49,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -166,3 +166,15 @@ async fn watch(
         }
     }
 }
+
+/// The decoders capture would use for H.264 and H.265 on this machine, for `check`.
+pub fn decoder_summary(override_element: Option<&str>) -> String {
+    if gst::init().is_err() {
+        return "GStreamer unavailable".into();
+    }
+    let pick = |codec| {
+        decoder::choose(codec, override_element, decoder::element_exists)
+            .map_or_else(|| "none available".to_owned(), |c| c.element)
+    };
+    format!("H.264 → {}, H.265 → {}", pick(decoder::Codec::H264), pick(decoder::Codec::H265))
+}

@@ -208,7 +208,11 @@ pub(crate) struct RawCamera {
 
 impl Default for RawRedis {
     fn default() -> Self {
-        Self { url: default_redis_url(), username: None, credential: None }
+        Self {
+            url: default_redis_url(),
+            username: None,
+            credential: None,
+        }
     }
 }
 
@@ -297,7 +301,10 @@ fn default_nms_iou() -> f32 {
     DEFAULT_NMS_IOU
 }
 fn default_providers() -> Vec<RawProvider> {
-    DEFAULT_PROVIDERS.iter().map(|name| RawProvider::Name((*name).into())).collect()
+    DEFAULT_PROVIDERS
+        .iter()
+        .map(|name| RawProvider::Name((*name).into()))
+        .collect()
 }
 fn default_threads() -> usize {
     DEFAULT_THREADS

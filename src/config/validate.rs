@@ -2,12 +2,13 @@
 //! the field in dotted form and what was expected. URLs are never echoed back, as they may hold
 //! a password.
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
 
-use super::raw::{self, RawCamera, RawGlobal, RawProvider, RawProviderTable};
+use super::raw::{self, RawCamera, RawGlobal, RawModel, RawProvider, RawProviderTable};
 use super::{
     CameraConfig, CaptureDefaults, Config, ConfigError, DecoderKind, Encoding, ModelConfig,
     Provider, PublishConfig, RedisConfig, Transport,
@@ -19,95 +20,74 @@ const MIN_MAXLEN: u64 = 1_000;
 
 /// Validates the global file; `cameras` is left empty for the caller to fill.
 pub(super) fn global(raw: RawGlobal, file: &Path) -> Result<Config, ConfigError> {
-    let err = |field: &str, message: String| field_error(file, field, message);
+    let at = |field: &'static str| move |message| field_error(file, field, message);
     let dir = folder_of(file);
-
-    if !is_name(&raw.site, |c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-        return Err(err("site", format!("`{}` is not a site id, expected [A-Za-z0-9_.-]+", raw.site)));
-    }
+    let site_char = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
+    let site = name(raw.site, "[A-Za-z0-9_.-]+", site_char).map_err(at("site"))?;
 
     let redis = RedisConfig {
-        url: redis_url(&raw.redis.url).map_err(|m| err("redis.url", m))?,
+        url: redis_url(&raw.redis.url).map_err(at("redis.url"))?,
         username: raw.redis.username,
-        credential: credential(raw.redis.credential).map_err(|m| err("redis.credential", m))?,
-    };
-
-    let m = raw.model;
-    let path = resolve(&dir, &m.path);
-    if !path.is_file() {
-        return Err(err("model.path", format!("no model file at {}", path.display())));
-    }
-    let labels = resolve(&dir, &m.labels);
-    let label_names = read_labels(&labels).map_err(|m| err("model.labels", m))?;
-    let decoder = match m.decoder.as_str() {
-        "detections" => DecoderKind::Detections,
-        "yolov8" => DecoderKind::Yolov8,
-        "yolov5" => DecoderKind::Yolov5,
-        other => {
-            let expected = "expected `detections`, `yolov8` or `yolov5`";
-            return Err(err("model.decoder", format!("unknown decoder `{other}`, {expected}")));
-        }
-    };
-    let model = ModelConfig {
-        path,
-        labels,
-        label_names,
-        decoder,
-        confidence: unit_interval(m.confidence).map_err(|m| err("model.confidence", m))?,
-        nms_iou: unit_interval(m.nms_iou).map_err(|m| err("model.nms_iou", m))?,
-        providers: providers(m.providers, file, &dir)?,
-        ort_library: m.ort_library.map(|p| resolve(&dir, &p)),
-        threads: m.threads,
+        credential: credential(raw.redis.credential).map_err(at("redis.credential"))?,
     };
 
     let p = raw.publish;
-    if p.queue < 1 {
-        return Err(err("publish.queue", "0 is too small, expected at least 1".into()));
-    }
-    if p.maxlen < MIN_MAXLEN {
-        let message = format!("{} is too small, expected at least {MIN_MAXLEN}", p.maxlen);
-        return Err(err("publish.maxlen", message));
-    }
-    let encoding = match p.encoding.as_str() {
-        "json" => Encoding::Json,
-        "json+lz4" => Encoding::JsonLz4,
-        other => {
-            let message = format!("unknown encoding `{other}`, expected `json` or `json+lz4`");
-            return Err(err("publish.encoding", message));
-        }
+    let encodings = [("json", Encoding::Json), ("json+lz4", Encoding::JsonLz4)];
+    let publish = PublishConfig {
+        queue: at_least(p.queue, 1).map_err(at("publish.queue"))?,
+        maxlen: at_least(p.maxlen, MIN_MAXLEN).map_err(at("publish.maxlen"))?,
+        encoding: one_of(&p.encoding, "encoding", &encodings).map_err(at("publish.encoding"))?,
     };
 
     let c = raw.capture;
-    if c.stall_timeout_ms < MIN_STALL_TIMEOUT_MS {
-        let message =
-            format!("{} is too small, expected at least {MIN_STALL_TIMEOUT_MS}", c.stall_timeout_ms);
-        return Err(err("capture.stall_timeout_ms", message));
-    }
-    if c.backoff_initial_ms < 1 {
-        return Err(err("capture.backoff_initial_ms", "0 is too small, expected at least 1".into()));
-    }
-    if c.backoff_max_ms < c.backoff_initial_ms {
-        let message = format!(
-            "{} is below `capture.backoff_initial_ms` ({}), expected at least that",
-            c.backoff_max_ms, c.backoff_initial_ms
-        );
-        return Err(err("capture.backoff_max_ms", message));
-    }
+    at_least(c.stall_timeout_ms, MIN_STALL_TIMEOUT_MS).map_err(at("capture.stall_timeout_ms"))?;
+    at_least(c.backoff_initial_ms, 1).map_err(at("capture.backoff_initial_ms"))?;
+    at_least(c.backoff_max_ms, c.backoff_initial_ms)
+        .map_err(|m| at("capture.backoff_max_ms")(m + " (`capture.backoff_initial_ms`)"))?;
+    let capture = CaptureDefaults {
+        stall_timeout: Duration::from_millis(c.stall_timeout_ms),
+        backoff_initial: Duration::from_millis(c.backoff_initial_ms),
+        backoff_max: Duration::from_millis(c.backoff_max_ms),
+        credentials_dir: c.credentials_dir.map(|p| resolve(&dir, &p)),
+    };
 
     Ok(Config {
         file: file.to_path_buf(),
-        site: raw.site,
+        site,
         cameras_dir: resolve(&dir, &raw.cameras_dir),
         redis,
-        model,
-        publish: PublishConfig { queue: p.queue, maxlen: p.maxlen, encoding },
-        capture: CaptureDefaults {
-            stall_timeout: Duration::from_millis(c.stall_timeout_ms),
-            backoff_initial: Duration::from_millis(c.backoff_initial_ms),
-            backoff_max: Duration::from_millis(c.backoff_max_ms),
-            credentials_dir: c.credentials_dir.map(|p| resolve(&dir, &p)),
-        },
+        model: model(raw.model, file, &dir)?,
+        publish,
+        capture,
         cameras: Vec::new(),
+    })
+}
+
+fn model(m: RawModel, file: &Path, dir: &Path) -> Result<ModelConfig, ConfigError> {
+    let at = |field: &'static str| move |message| field_error(file, field, message);
+    let path = resolve(dir, &m.path);
+    if !path.is_file() {
+        return Err(at("model.path")(format!(
+            "no model file at {}",
+            path.display()
+        )));
+    }
+    let labels = resolve(dir, &m.labels);
+    let decoders = [
+        ("detections", DecoderKind::Detections),
+        ("yolov8", DecoderKind::Yolov8),
+        ("yolov5", DecoderKind::Yolov5),
+    ];
+    Ok(ModelConfig {
+        label_names: read_labels(&labels).map_err(at("model.labels"))?,
+        path,
+        labels,
+        decoder: one_of(&m.decoder, "decoder", &decoders).map_err(at("model.decoder"))?,
+        confidence: unit_interval(m.confidence).map_err(at("model.confidence"))?,
+        nms_iou: unit_interval(m.nms_iou).map_err(at("model.nms_iou"))?,
+        providers: providers(m.providers, file, dir)?,
+        ort_library: m.ort_library.map(|p| resolve(dir, &p)),
+        threads: m.threads,
     })
 }
 
@@ -117,63 +97,52 @@ pub(super) fn camera(
     file: &Path,
     model: &ModelConfig,
 ) -> Result<CameraConfig, ConfigError> {
-    let err = |field: &str, message: String| field_error(file, field, message);
-
-    if !is_name(&raw.id, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c)) {
-        return Err(err("id", format!("`{}` is not a camera id, expected [a-z0-9_-]+", raw.id)));
-    }
-    let url = camera_url(&raw.url).map_err(|m| err("url", m))?;
+    let at = |field: &'static str| move |message| field_error(file, field, message);
+    let id_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c);
+    let id = name(raw.id, "[a-z0-9_-]+", id_char).map_err(at("id"))?;
     if !(raw.fps.is_finite() && raw.fps >= 0.0) {
-        return Err(err("fps", format!("{} is out of range, expected 0 (no cap) or more", raw.fps)));
+        return Err(at("fps")(format!(
+            "{} is out of range, expected 0 (no cap) or more",
+            raw.fps
+        )));
     }
-    let transport = match raw.transport.as_str() {
-        "tcp" => Transport::Tcp,
-        "udp" => Transport::Udp,
-        other => {
-            return Err(err("transport", format!("unknown transport `{other}`, expected `tcp` or `udp`")));
-        }
-    };
-    if raw.latency_ms > MAX_LATENCY_MS {
-        let message = format!("{} is too large, expected at most {MAX_LATENCY_MS}", raw.latency_ms);
-        return Err(err("latency_ms", message));
-    }
+    let transports = [("tcp", Transport::Tcp), ("udp", Transport::Udp)];
+    at_most(raw.latency_ms, MAX_LATENCY_MS).map_err(at("latency_ms"))?;
     if let Some(classes) = &raw.classes {
         if classes.is_empty() {
             let message = "empty list publishes nothing; leave `classes` out to publish all";
-            return Err(err("classes", message.into()));
+            return Err(at("classes")(message.into()));
         }
-        for (i, class) in classes.iter().enumerate() {
-            if !model.label_names.contains(class) {
-                let message =
-                    format!("unknown class `{class}`, not in {}", model.labels.display());
-                return Err(err(&format!("classes[{i}]"), message));
-            }
+        if let Some((i, class)) = classes
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !model.label_names.contains(c))
+        {
+            let message = format!("unknown class `{class}`, not in {}", model.labels.display());
+            return Err(field_error(file, &format!("classes[{i}]"), message));
         }
     }
-    let confidence = match raw.confidence {
-        Some(c) => unit_interval(c).map_err(|m| err("confidence", m))?,
-        None => model.confidence,
-    };
-    if let Some(decoder) = &raw.decoder
-        && !is_name(decoder, |c| c.is_ascii_alphanumeric() || "_-".contains(c))
-    {
-        let message = format!("`{decoder}` is not a GStreamer element name");
-        return Err(err("decoder", message));
-    }
+    let element_char = |c: char| c.is_ascii_alphanumeric() || "_-".contains(c);
+    let decoder = raw
+        .decoder
+        .map(|d| name(d, "a GStreamer element name", element_char));
 
     Ok(CameraConfig {
         file: file.to_path_buf(),
-        id: raw.id,
-        url,
-        credential: credential(raw.credential).map_err(|m| err("credential", m))?,
+        id,
+        url: camera_url(&raw.url).map_err(at("url"))?,
+        credential: credential(raw.credential).map_err(at("credential"))?,
         fps: raw.fps,
-        transport,
+        transport: one_of(&raw.transport, "transport", &transports).map_err(at("transport"))?,
         latency_ms: raw.latency_ms,
         classes: raw.classes,
-        confidence,
+        confidence: match raw.confidence {
+            Some(c) => unit_interval(c).map_err(at("confidence"))?,
+            None => model.confidence,
+        },
         publish_empty: raw.publish_empty,
         enabled: raw.enabled,
-        decoder: raw.decoder,
+        decoder: decoder.transpose().map_err(at("decoder"))?,
     })
 }
 
@@ -182,29 +151,40 @@ pub(super) fn sort_unique(cameras: &mut [CameraConfig]) -> Result<(), ConfigErro
     // Stable: of two cameras with one id, the one from the earlier file name comes first.
     cameras.sort_by(|a, b| a.id.cmp(&b.id));
     match cameras.windows(2).find(|w| w[0].id == w[1].id) {
-        Some(w) => Err(field_error(
-            &w[1].file,
-            "id",
-            format!("duplicate camera id `{}`, also used in {}", w[1].id, w[0].file.display()),
-        )),
-        None => Ok(()),
+        Some([first, second]) => {
+            let message = format!(
+                "duplicate camera id `{}`, also used in {}",
+                second.id,
+                first.file.display()
+            );
+            Err(field_error(&second.file, "id", message))
+        }
+        _ => Ok(()),
     }
 }
 
 /// The folder relative paths in `file` resolve against.
-pub(super) fn folder_of(file: &Path) -> PathBuf {
+fn folder_of(file: &Path) -> PathBuf {
     match file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     }
 }
 
-pub(super) fn resolve(dir: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() { path.to_path_buf() } else { dir.join(path) }
+fn resolve(dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        dir.join(path)
+    }
 }
 
 fn field_error(file: &Path, field: &str, message: String) -> ConfigError {
-    ConfigError::Field { file: file.to_path_buf(), field: field.to_owned(), message }
+    ConfigError::Field {
+        file: file.to_path_buf(),
+        field: field.to_owned(),
+        message,
+    }
 }
 
 fn providers(raw: Vec<RawProvider>, file: &Path, dir: &Path) -> Result<Vec<Provider>, ConfigError> {
@@ -216,27 +196,29 @@ fn providers(raw: Vec<RawProvider>, file: &Path, dir: &Path) -> Result<Vec<Provi
     for (i, entry) in raw.into_iter().enumerate() {
         let field = format!("model.providers[{i}]");
         let t = match entry {
-            RawProvider::Name(name) => RawProviderTable { name, ..Default::default() },
+            RawProvider::Name(name) => RawProviderTable {
+                name,
+                ..Default::default()
+            },
             RawProvider::Table(t) => t,
         };
         // An option that belongs to another provider is a mistake, not something to ignore.
         let reject = |set: bool, option: &str, owner: &str| match set {
-            true => Err(field_error(
-                file,
-                &format!("{field}.{option}"),
-                format!("applies to `{owner}` only, not to `{}`", t.name),
-            )),
+            true => {
+                let message = format!("applies to `{owner}` only, not to `{}`", t.name);
+                Err(field_error(file, &format!("{field}.{option}"), message))
+            }
             false => Ok(()),
         };
         let required = t.required.unwrap_or(raw::DEFAULT_PROVIDER_REQUIRED);
         let provider = match t.name.as_str() {
             "tensorrt" => {
                 reject(t.device_id.is_some(), "device_id", "cuda")?;
-                let cache = t.engine_cache.clone();
-                let cache = cache.unwrap_or_else(|| raw::DEFAULT_TENSORRT_ENGINE_CACHE.into());
+                let cache = t.engine_cache.as_deref();
+                let cache = cache.unwrap_or(Path::new(raw::DEFAULT_TENSORRT_ENGINE_CACHE));
                 Provider::TensorRt {
                     fp16: t.fp16.unwrap_or(raw::DEFAULT_TENSORRT_FP16),
-                    engine_cache: Some(resolve(dir, &cache)),
+                    engine_cache: Some(resolve(dir, cache)),
                     required,
                 }
             }
@@ -244,11 +226,12 @@ fn providers(raw: Vec<RawProvider>, file: &Path, dir: &Path) -> Result<Vec<Provi
                 reject(t.fp16.is_some(), "fp16", "tensorrt")?;
                 reject(t.engine_cache.is_some(), "engine_cache", "tensorrt")?;
                 let device_id = t.device_id.unwrap_or(raw::DEFAULT_CUDA_DEVICE_ID);
-                if device_id < 0 {
-                    let message = format!("{device_id} is negative, expected a GPU ordinal");
-                    return Err(field_error(file, &format!("{field}.device_id"), message));
+                at_least(device_id, 0)
+                    .map_err(|m| field_error(file, &format!("{field}.device_id"), m))?;
+                Provider::Cuda {
+                    device_id,
+                    required,
                 }
-                Provider::Cuda { device_id, required }
             }
             "cpu" => {
                 reject(t.fp16.is_some(), "fp16", "tensorrt")?;
@@ -264,7 +247,11 @@ fn providers(raw: Vec<RawProvider>, file: &Path, dir: &Path) -> Result<Vec<Provi
         };
         let same = |p: &Provider| std::mem::discriminant(p) == std::mem::discriminant(&provider);
         if out.iter().any(same) {
-            return Err(field_error(file, &field, format!("`{}` is listed twice", t.name)));
+            return Err(field_error(
+                file,
+                &field,
+                format!("`{}` is listed twice", t.name),
+            ));
         }
         out.push(provider);
     }
@@ -275,10 +262,17 @@ fn providers(raw: Vec<RawProvider>, file: &Path, dir: &Path) -> Result<Vec<Provi
 fn read_labels(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read labels file {}: {e}", path.display()))?;
-    let names: Vec<String> =
-        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
     if names.is_empty() {
-        return Err(format!("labels file {} holds no class names", path.display()));
+        return Err(format!(
+            "labels file {} holds no class names",
+            path.display()
+        ));
     }
     Ok(names)
 }
@@ -287,9 +281,15 @@ fn camera_url(text: &str) -> Result<String, String> {
     let url = Url::parse(text)
         .map_err(|e| format!("not a URL ({e}), expected rtsp://host[:port]/path"))?;
     if !matches!(url.scheme(), "rtsp" | "rtsps") {
-        return Err(format!("unsupported scheme `{}`, expected `rtsp` or `rtsps`", url.scheme()));
+        let scheme = url.scheme();
+        return Err(format!(
+            "unsupported scheme `{scheme}`, expected `rtsp` or `rtsps`"
+        ));
     }
-    no_user_info(&url, "`credential` to name a credential holding `user:password`")?;
+    no_user_info(
+        &url,
+        "`credential` to name a credential holding `user:password`",
+    )?;
     if url.host_str().is_none_or(str::is_empty) {
         return Err("no host, expected rtsp://host[:port]/path".into());
     }
@@ -302,16 +302,14 @@ fn redis_url(text: &str) -> Result<String, String> {
     })?;
     no_user_info(&url, "`redis.username` and `redis.credential`")?;
     match url.scheme() {
-        "redis" | "rediss" if url.host_str().is_some_and(|h| !h.is_empty()) => {}
-        "redis" | "rediss" => return Err("no host, expected redis://host:port".into()),
-        "unix" | "redis+unix" if !matches!(url.path(), "" | "/") => {}
-        "unix" | "redis+unix" => return Err("no socket path, expected unix:///path.sock".into()),
-        other => {
-            let expected = "expected `redis`, `rediss` or `unix`";
-            return Err(format!("unsupported scheme `{other}`, {expected}"));
-        }
+        "redis" | "rediss" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url.into()),
+        "redis" | "rediss" => Err("no host, expected redis://host:port".into()),
+        "unix" | "redis+unix" if !matches!(url.path(), "" | "/") => Ok(url.into()),
+        "unix" | "redis+unix" => Err("no socket path, expected unix:///path.sock".into()),
+        other => Err(format!(
+            "unsupported scheme `{other}`, expected `redis`, `rediss` or `unix`"
+        )),
     }
-    Ok(url.into())
 }
 
 // The message must not echo the URL: the password is in it.
@@ -319,26 +317,325 @@ fn no_user_info(url: &Url, instead: &str) -> Result<(), String> {
     if url.username().is_empty() && url.password().is_none() {
         return Ok(());
     }
-    Err(format!("holds user info (user:password@), which is not allowed here; use {instead}"))
+    Err(format!(
+        "holds user info (user:password@), which is not allowed here; use {instead}"
+    ))
 }
 
 /// A credential is looked up as a file name in `$CREDENTIALS_DIRECTORY`.
 fn credential(name: Option<String>) -> Result<Option<String>, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_.@-".contains(c);
     match name {
-        Some(n) if n.starts_with('.') || !is_name(&n, |c| c.is_ascii_alphanumeric() || "_.@-".contains(c)) => {
-            Err(format!("`{n}` is not a credential name, expected [A-Za-z0-9_.@-]+ (a file name)"))
-        }
+        Some(n) if n.starts_with('.') || n.is_empty() || !n.chars().all(allowed) => Err(format!(
+            "`{n}` is not a credential name, expected a file name of [A-Za-z0-9_.@-]+"
+        )),
         other => Ok(other),
     }
 }
 
-fn unit_interval(v: f32) -> Result<f32, String> {
-    match v > 0.0 && v <= 1.0 {
-        true => Ok(v),
-        false => Err(format!("{v} is out of range, expected more than 0 and at most 1")),
+fn name(s: String, expected: &str, allowed: impl Fn(char) -> bool) -> Result<String, String> {
+    match !s.is_empty() && s.chars().all(allowed) {
+        true => Ok(s),
+        false => Err(format!("`{s}` is not valid, expected {expected}")),
     }
 }
 
-fn is_name(s: &str, allowed: impl Fn(char) -> bool) -> bool {
-    !s.is_empty() && s.chars().all(allowed)
+fn one_of<T: Copy>(value: &str, what: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    match choices.iter().find(|(name, _)| *name == value) {
+        Some((_, choice)) => Ok(*choice),
+        None => {
+            let names: Vec<String> = choices
+                .iter()
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
+            Err(format!(
+                "unknown {what} `{value}`, expected one of {}",
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+fn at_least<T: PartialOrd + Display>(value: T, min: T) -> Result<T, String> {
+    match value >= min {
+        true => Ok(value),
+        false => Err(format!("{value} is too small, expected at least {min}")),
+    }
+}
+
+fn at_most<T: PartialOrd + Display>(value: T, max: T) -> Result<T, String> {
+    match value <= max {
+        true => Ok(value),
+        false => Err(format!("{value} is too large, expected at most {max}")),
+    }
+}
+
+fn unit_interval(value: f32) -> Result<f32, String> {
+    match value > 0.0 && value <= 1.0 {
+        true => Ok(value),
+        false => Err(format!(
+            "{value} is out of range, expected more than 0 and at most 1"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::tests::{Fixture, NORTH};
+
+    #[test]
+    fn http_camera_url_names_the_scheme() {
+        let f = Fixture::new("site = \"x\"\n");
+        f.camera(
+            "north.toml",
+            "id = \"north\"\nurl = \"http://10.0.0.21/video\"\n",
+        );
+        let (_, field, message) = f.error();
+        assert_eq!(field, "url");
+        assert!(
+            message.contains("`http`") && message.contains("rtsp"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn password_in_camera_url_is_rejected_without_echoing_it() {
+        let f = Fixture::new("site = \"x\"\n");
+        f.camera(
+            "north.toml",
+            "id = \"north\"\nurl = \"rtsp://admin:Hunter2x@10.0.0.21/s\"\n",
+        );
+        let error = f.load().unwrap_err();
+        let text = error.to_string();
+        assert!(!text.contains("Hunter2x"), "{text}");
+        let ConfigError::Field { field, message, .. } = error else {
+            panic!("{text}")
+        };
+        assert_eq!(field, "url");
+        assert!(message.contains("`credential`"), "{message}");
+    }
+
+    #[test]
+    fn unknown_class_is_named() {
+        let f = Fixture::new("site = \"x\"\n");
+        f.camera(
+            "north.toml",
+            &format!("{NORTH}classes = [\"car\", \"lorry\"]\n"),
+        );
+        let (_, field, message) = f.error();
+        assert_eq!(field, "classes[1]");
+        assert!(message.contains("`lorry`"), "{message}");
+    }
+
+    #[test]
+    fn provider_tables_are_parsed_and_mistakes_named_by_index() {
+        let f = Fixture::new(
+            r#"site = "x"
+            [model]
+            providers = [
+                { name = "tensorrt", required = true },
+                { name = "cuda", device_id = 1, required = true },
+                { name = "cpu" },
+            ]"#,
+        );
+        let providers = f.load().unwrap().model.providers;
+        assert_eq!(
+            providers,
+            [
+                Provider::TensorRt {
+                    fp16: false,
+                    engine_cache: Some("/var/cache/roadsight".into()),
+                    required: true
+                },
+                Provider::Cuda {
+                    device_id: 1,
+                    required: true
+                },
+                Provider::Cpu,
+            ]
+        );
+
+        let cases = [
+            (
+                r#"["cuda", "tpu"]"#,
+                "model.providers[1]",
+                "unknown provider `tpu`",
+            ),
+            (
+                r#"[{ name = "cuda", fp16 = true }]"#,
+                "model.providers[0].fp16",
+                "`tensorrt` only",
+            ),
+            (
+                r#"[{ name = "tensorrt", fp16 = "yes" }]"#,
+                "model.providers[0].fp16",
+                "invalid type",
+            ),
+            (
+                r#"["cpu", { name = "cpu", dla = 1 }]"#,
+                "model.providers[1].dla",
+                "unknown field `dla`",
+            ),
+            (
+                r#"["cpu", 3]"#,
+                "model.providers[1]",
+                "provider name or a table",
+            ),
+            (r#"["cpu", "cpu"]"#, "model.providers[1]", "listed twice"),
+            ("[]", "model.providers", "empty"),
+        ];
+        for (providers, want_field, want_message) in cases {
+            let f = Fixture::new(&format!("site = \"x\"\n[model]\nproviders = {providers}\n"));
+            let (_, field, message) = f.error();
+            assert_eq!(field, want_field, "{providers}: {message}");
+            assert!(message.contains(want_message), "{providers}: {message}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_say_what_was_expected() {
+        let cases = [
+            (
+                "[model]\nconfidence = 0.0",
+                "model.confidence",
+                "more than 0",
+            ),
+            ("[model]\nnms_iou = 1.5", "model.nms_iou", "at most 1"),
+            ("[model]\ndecoder = \"ssd\"", "model.decoder", "`yolov8`"),
+            ("[publish]\nqueue = 0", "publish.queue", "at least 1"),
+            ("[publish]\nmaxlen = 10", "publish.maxlen", "at least 1000"),
+            (
+                "[publish]\nencoding = \"gzip\"",
+                "publish.encoding",
+                "`json+lz4`",
+            ),
+            (
+                "[capture]\nstall_timeout_ms = 100",
+                "capture.stall_timeout_ms",
+                "at least 500",
+            ),
+            (
+                "[capture]\nbackoff_max_ms = 100",
+                "capture.backoff_max_ms",
+                "backoff_initial_ms",
+            ),
+            (
+                "[redis]\nurl = \"redis://:s3cret@h\"",
+                "redis.url",
+                "redis.credential",
+            ),
+            ("[redis]\nurl = \"http://h\"", "redis.url", "`http`"),
+            (
+                "[redis]\ncredential = \"../x\"",
+                "redis.credential",
+                "credential name",
+            ),
+        ];
+        for (toml, want_field, want_message) in cases {
+            let f = Fixture::new(&format!("site = \"x\"\n{toml}\n"));
+            let (_, field, message) = f.error();
+            assert_eq!(field, want_field, "{toml}: {message}");
+            assert!(message.contains(want_message), "{toml}: {message}");
+            assert!(!message.contains("s3cret"), "{message}");
+        }
+        for site in ["", "a:b", "{a}", "a b"] {
+            let f = Fixture::new(&format!("site = \"{site}\"\n"));
+            assert_eq!(f.error().1, "site", "{site:?}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_camera_values_are_named() {
+        let cases = [
+            ("id = \"North\"\nurl = \"rtsp://h/\"", "id", "[a-z0-9_-]+"),
+            (
+                &format!("{NORTH}latency_ms = 6000"),
+                "latency_ms",
+                "at most 5000",
+            ),
+            (&format!("{NORTH}fps = -1"), "fps", "0 (no cap)"),
+            (
+                &format!("{NORTH}transport = \"http\""),
+                "transport",
+                "`udp`",
+            ),
+            (
+                &format!("{NORTH}confidence = 2.0"),
+                "confidence",
+                "at most 1",
+            ),
+            (
+                &format!("{NORTH}classes = []"),
+                "classes",
+                "leave `classes` out",
+            ),
+            (
+                &format!("{NORTH}latency_ms = \"50\""),
+                "latency_ms",
+                "invalid type",
+            ),
+        ];
+        for (toml, want_field, want_message) in cases {
+            let f = Fixture::new("site = \"x\"\n");
+            f.camera("north.toml", toml);
+            let (_, field, message) = f.error();
+            assert_eq!(field, want_field, "{toml}: {message}");
+            assert!(message.contains(want_message), "{toml}: {message}");
+        }
+    }
+
+    #[test]
+    fn urls_with_user_info_are_rejected_without_echoing_them() {
+        for url in [
+            "rtsp://admin:Hunter2x@cam/s",
+            "rtsp://Hunter2x@cam/s",
+            "rtsp://:Hunter2x@cam/",
+        ] {
+            let message = camera_url(url).unwrap_err();
+            assert!(
+                !message.contains("Hunter2x") && message.contains("user info"),
+                "{message}"
+            );
+        }
+        for url in ["redis://u:Hunter2x@h:6379", "rediss://:Hunter2x@h"] {
+            let message = redis_url(url).unwrap_err();
+            assert!(
+                !message.contains("Hunter2x") && message.contains("user info"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepted_urls_are_kept() {
+        assert_eq!(
+            camera_url("rtsp://10.0.0.21:554/stream1").unwrap(),
+            "rtsp://10.0.0.21:554/stream1"
+        );
+        assert_eq!(
+            camera_url("rtsps://cam.local/live?ch=1").unwrap(),
+            "rtsps://cam.local/live?ch=1"
+        );
+        assert!(camera_url("rtsp:///nohost").is_err());
+        for url in [
+            "redis://127.0.0.1:6379",
+            "rediss://central:6380/2",
+            "unix:///run/r.sock",
+        ] {
+            assert_eq!(redis_url(url).unwrap(), url);
+        }
+        assert!(redis_url("unix://").is_err());
+    }
+
+    #[test]
+    fn credential_names_are_file_names() {
+        for ok in ["north", "redis.pw", "cam_1-a@site"] {
+            assert_eq!(credential(Some(ok.into())).unwrap().as_deref(), Some(ok));
+        }
+        for bad in ["", ".hidden", "../etc/shadow", "a/b", "a b"] {
+            assert!(credential(Some(bad.into())).is_err(), "{bad:?}");
+        }
+        assert_eq!(credential(None).unwrap(), None);
+    }
 }

@@ -109,13 +109,8 @@ fn detections(data: &[f32], params: &DecodeParams<'_>, out: &mut Vec<Detection>)
         if !(class >= 0.0 && class < params.num_classes as f32) {
             continue;
         }
-        push(
-            out,
-            params,
-            class as u32,
-            row[4],
-            [row[0], row[1], row[2], row[3]],
-        );
+        let bbox = [row[0], row[1], row[2], row[3]];
+        push(out, params, class as u32, row[4], bbox);
     }
 }
 
@@ -136,13 +131,8 @@ fn yolov5(data: &[f32], width: usize, params: &DecodeParams<'_>, out: &mut Vec<D
     // `fits` made `width` 5 + num_classes, never 0.
     for row in data.chunks_exact(width) {
         if let Some((class, score)) = best(row[5..].iter().copied()) {
-            push(
-                out,
-                params,
-                class,
-                row[4] * score,
-                corners(row[0], row[1], row[2], row[3]),
-            );
+            let bbox = corners(row[0], row[1], row[2], row[3]);
+            push(out, params, class, row[4] * score, bbox);
         }
     }
 }
@@ -163,20 +153,21 @@ fn corners(cx: f32, cy: f32, w: f32, h: f32) -> [f32; 4] {
     [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
 }
 
+/// Keeps a candidate that passes the threshold and the allow-list.
 fn push(
     out: &mut Vec<Detection>,
-    params: &DecodeParams<'_>,
+    p: &DecodeParams<'_>,
     class: u32,
-    score: f32,
+    confidence: f32,
     bbox: [f32; 4],
 ) {
     // `>=` is false for a NaN score. A box with a NaN or infinite corner is noise, not a box
     // to clamp onto the frame.
-    let allowed = params.allowed.is_none_or(|a| a.contains(&class));
-    if score >= params.confidence && allowed && bbox.iter().all(|v| v.is_finite()) {
+    let allowed = p.allowed.is_none_or(|a| a.contains(&class));
+    if confidence >= p.confidence && allowed && bbox.iter().all(|v| v.is_finite()) {
         out.push(Detection {
             class,
-            confidence: score,
+            confidence,
             bbox,
         });
     }
@@ -224,6 +215,7 @@ fn layout(kind: DecoderKind, num_classes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DecoderKind::{Detections, Yolov5, Yolov8};
 
     const ALL: DecodeParams<'static> = DecodeParams {
         confidence: 0.25,
@@ -232,20 +224,27 @@ mod tests {
         num_classes: 3,
     };
 
-    /// Model input and source the same size: boxes come back unchanged.
-    fn identity() -> Letterbox {
-        Letterbox::centered(640, 640, 640, 640)
-    }
-
-    fn run(
+    fn decode_with(
         kind: DecoderKind,
         shape: &[i64],
         data: &[f32],
         params: &DecodeParams<'_>,
+        letterbox: Letterbox,
+    ) -> Result<Vec<Detection>, DecodeError> {
+        let mut out = vec![det(0, 1.0, [0.0, 0.0, 1.0, 1.0])];
+        let result = decode(kind, shape, data, params, &letterbox, &mut out);
+        result.map(|()| out)
+    }
+
+    /// Source and model input the same size: boxes come back unchanged.
+    fn run(
+        kind: DecoderKind,
+        shape: &[i64],
+        data: &[f32],
+        params: &DecodeParams,
     ) -> Vec<Detection> {
-        let mut out = Vec::new();
-        decode(kind, shape, data, params, &identity(), &mut out).expect("decodes");
-        out
+        let identity = Letterbox::centered(640, 640, 640, 640);
+        decode_with(kind, shape, data, params, identity).expect("decodes")
     }
 
     fn det(class: u32, confidence: f32, bbox: [f32; 4]) -> Detection {
@@ -256,10 +255,13 @@ mod tests {
         }
     }
 
+    fn summary(dets: &[Detection]) -> Vec<(u32, f32)> {
+        dets.iter().map(|d| (d.class, d.confidence)).collect()
+    }
+
     /// `[1, 4 + C, A]` from one (cx, cy, w, h, scores) per anchor, written channel-major.
     fn yolov8_tensor(anchors: &[([f32; 4], &[f32])]) -> (Vec<i64>, Vec<f32>) {
-        let classes = anchors[0].1.len();
-        let n = anchors.len();
+        let (n, classes) = (anchors.len(), anchors[0].1.len());
         let mut data = vec![0.0; (4 + classes) * n];
         for (a, (b, scores)) in anchors.iter().enumerate() {
             for (c, v) in b.iter().chain(scores.iter()).enumerate() {
@@ -271,12 +273,11 @@ mod tests {
 
     /// `[1, A, 5 + C]` from one (cx, cy, w, h, objectness, scores) per anchor.
     fn yolov5_tensor(anchors: &[([f32; 5], &[f32])]) -> (Vec<i64>, Vec<f32>) {
-        let width = 5 + anchors[0].1.len();
-        let data: Vec<f32> = anchors
+        let width = 5 + anchors[0].1.len() as i64;
+        let data = anchors
             .iter()
-            .flat_map(|(b, s)| b.iter().chain(s.iter()).copied())
-            .collect();
-        (vec![1, anchors.len() as i64, width as i64], data)
+            .flat_map(|(b, s)| b.iter().chain(s.iter()).copied());
+        (vec![1, anchors.len() as i64, width], data.collect())
     }
 
     #[test]
@@ -287,59 +288,45 @@ mod tests {
             300.0, 300.0, 400.0, 400.0, 0.10, 0.0, // below the threshold
             500.0, 10.0, 600.0, 60.0, 0.25, 1.0,   // exactly at it
         ];
-        let out = run(DecoderKind::Detections, &[1, 3, 6], &data, &ALL);
-        assert_eq!(
-            out,
-            [
-                det(2, 0.90, [10.0, 20.0, 110.0, 220.0]),
-                det(1, 0.25, [500.0, 10.0, 600.0, 60.0])
-            ]
-        );
+        let out = run(Detections, &[1, 3, 6], &data, &ALL);
+        let want = [
+            det(2, 0.9, [10.0, 20.0, 110.0, 220.0]),
+            det(1, 0.25, [500.0, 10.0, 600.0, 60.0]),
+        ];
+        assert_eq!(out, want);
     }
 
     #[test]
     fn detections_skips_classes_out_of_range() {
         let row = |class: f32| [10.0, 10.0, 50.0, 50.0, 0.9, class];
         for class in [3.0, -1.0, f32::NAN, f32::INFINITY, 1e12] {
-            let out = run(DecoderKind::Detections, &[1, 1, 6], &row(class), &ALL);
-            assert!(out.is_empty(), "class {class} kept");
+            assert!(
+                run(Detections, &[1, 1, 6], &row(class), &ALL).is_empty(),
+                "{class}"
+            );
         }
         // A float index a hair off an integer still names its class.
-        let out = run(DecoderKind::Detections, &[1, 1, 6], &row(1.999_999), &ALL);
-        assert_eq!(out[0].class, 2);
+        assert_eq!(
+            run(Detections, &[1, 1, 6], &row(1.999_999), &ALL)[0].class,
+            2
+        );
     }
 
     #[test]
-    fn detections_applies_the_allow_list() {
+    fn detections_applies_the_allow_list_and_nms() {
         #[rustfmt::skip]
         let data = [
-            10.0, 10.0, 50.0, 50.0, 0.9, 0.0,
-            60.0, 10.0, 90.0, 50.0, 0.8, 2.0,
+            10.0, 10.0, 50.0, 50.0, 0.7, 2.0,
+            12.0, 10.0, 52.0, 50.0, 0.9, 2.0, // same object, better score
+            12.0, 10.0, 52.0, 50.0, 0.8, 1.0, // same place, other class
+            60.0, 10.0, 90.0, 50.0, 0.8, 0.0, // class not allowed
         ];
         let params = DecodeParams {
-            allowed: Some(&[2]),
+            allowed: Some(&[1, 2]),
             ..ALL
         };
-        let out = run(DecoderKind::Detections, &[1, 2, 6], &data, &params);
-        assert_eq!(out, [det(2, 0.8, [60.0, 10.0, 90.0, 50.0])]);
-    }
-
-    #[test]
-    fn detections_suppresses_duplicates_of_one_class() {
-        #[rustfmt::skip]
-        let data = [
-            10.0, 10.0, 50.0, 50.0, 0.7, 0.0,
-            12.0, 10.0, 52.0, 50.0, 0.9, 0.0, // same object, better score
-            12.0, 10.0, 52.0, 50.0, 0.8, 1.0, // same place, other class
-        ];
-        let out = run(DecoderKind::Detections, &[1, 3, 6], &data, &ALL);
-        assert_eq!(
-            out,
-            [
-                det(0, 0.9, [12.0, 10.0, 52.0, 50.0]),
-                det(1, 0.8, [12.0, 10.0, 52.0, 50.0])
-            ]
-        );
+        let out = run(Detections, &[1, 4, 6], &data, &params);
+        assert_eq!(summary(&out), [(2, 0.9), (1, 0.8)]);
     }
 
     #[test]
@@ -349,14 +336,12 @@ mod tests {
             ([300.0, 200.0, 10.0, 10.0], &[0.2, 0.1, 0.2]), // best 0.2: below the threshold
             ([500.0, 400.0, 60.0, 80.0], &[0.3, 0.3, 0.6]),
         ]);
-        let out = run(DecoderKind::Yolov8, &shape, &data, &ALL);
-        assert_eq!(
-            out,
-            [
-                det(1, 0.7, [80.0, 90.0, 120.0, 110.0]),
-                det(2, 0.6, [470.0, 360.0, 530.0, 440.0])
-            ]
-        );
+        let out = run(Yolov8, &shape, &data, &ALL);
+        let want = [
+            det(1, 0.7, [80.0, 90.0, 120.0, 110.0]),
+            det(2, 0.6, [470.0, 360.0, 530.0, 440.0]),
+        ];
+        assert_eq!(out, want);
     }
 
     #[test]
@@ -366,9 +351,10 @@ mod tests {
             ([102.0, 101.0, 50.0, 50.0], &[0.9, 0.0, 0.0]),
             ([101.0, 100.0, 50.0, 50.0], &[0.0, 0.0, 0.5]),
         ]);
-        let out = run(DecoderKind::Yolov8, &shape, &data, &ALL);
-        let got: Vec<(u32, f32)> = out.iter().map(|d| (d.class, d.confidence)).collect();
-        assert_eq!(got, [(0, 0.9), (2, 0.5)]);
+        assert_eq!(
+            summary(&run(Yolov8, &shape, &data, &ALL)),
+            [(0, 0.9), (2, 0.5)]
+        );
     }
 
     #[test]
@@ -379,21 +365,13 @@ mod tests {
             allowed: Some(&[1, 2]),
             ..ALL
         };
-        assert!(run(DecoderKind::Yolov8, &shape, &data, &params).is_empty());
+        assert!(run(Yolov8, &shape, &data, &params).is_empty());
     }
 
     #[test]
     fn yolov8_needs_the_configured_class_count() {
         let (shape, data) = yolov8_tensor(&[([100.0, 100.0, 50.0, 50.0], &[0.9, 0.6])]);
-        let mut out = Vec::new();
-        let err = decode(
-            DecoderKind::Yolov8,
-            &shape,
-            &data,
-            &ALL,
-            &identity(),
-            &mut out,
-        );
+        let err = decode_with(Yolov8, &shape, &data, &ALL, Letterbox::centered(1, 1, 1, 1));
         assert_eq!(
             err.unwrap_err().to_string(),
             "decoder `yolov8` expects [1, 7, anchors] for 3 classes, the output is [1, 6, 1]"
@@ -407,18 +385,12 @@ mod tests {
             ([300.0, 300.0, 40.0, 20.0, 0.4], &[0.9, 0.1, 0.0]), // 0.36, class 0
             ([500.0, 500.0, 40.0, 20.0, 0.2], &[0.9, 0.9, 0.9]), // 0.18: dropped
         ]);
-        let out = run(DecoderKind::Yolov5, &shape, &data, &ALL);
-        let got: Vec<(u32, f32, [f32; 4])> = out
-            .iter()
-            .map(|d| (d.class, d.confidence, d.bbox))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (1, 0.9 * 0.8, [80.0, 90.0, 120.0, 110.0]),
-                (0, 0.4 * 0.9, [280.0, 290.0, 320.0, 310.0])
-            ]
-        );
+        let out = run(Yolov5, &shape, &data, &ALL);
+        let want = [
+            det(1, 0.9 * 0.8, [80.0, 90.0, 120.0, 110.0]),
+            det(0, 0.4 * 0.9, [280.0, 290.0, 320.0, 310.0]),
+        ];
+        assert_eq!(out, want);
     }
 
     #[test]
@@ -432,9 +404,7 @@ mod tests {
             allowed: Some(&[2]),
             ..ALL
         };
-        let out = run(DecoderKind::Yolov5, &shape, &data, &params);
-        assert_eq!(out.len(), 1);
-        assert_eq!((out[0].class, out[0].confidence), (2, 0.9));
+        assert_eq!(summary(&run(Yolov5, &shape, &data, &params)), [(2, 0.9)]);
     }
 
     #[test]
@@ -447,73 +417,60 @@ mod tests {
             256.0, 200.0, 512.0, 500.0, 0.8, 1.0,  // runs into the bottom border: clamped
             100.0, 460.0, 200.0, 510.0, 0.7, 1.0,  // wholly in the border: dropped
         ];
-        let mut out = Vec::new();
-        decode(
-            DecoderKind::Detections,
-            &[1, 3, 6],
-            &data,
-            &ALL,
-            &lb,
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(
-            out,
-            [
-                det(0, 0.9, [0.0, 0.0, 400.0, 300.0]),
-                det(1, 0.8, [400.0, 212.5, 800.0, 600.0])
-            ]
-        );
-    }
-
-    #[test]
-    fn yolov8_boxes_come_back_in_source_pixels() {
+        let out = decode_with(Detections, &[1, 3, 6], &data, &ALL, lb).unwrap();
+        let want = [
+            det(0, 0.9, [0.0, 0.0, 400.0, 300.0]),
+            det(1, 0.8, [400.0, 212.5, 800.0, 600.0]),
+        ];
+        assert_eq!(out, want);
         // Portrait 480×640 into 512×512: scale 0.8, 64 columns of border on the left.
         let lb = Letterbox::centered(480, 640, 512, 512);
         let (shape, data) = yolov8_tensor(&[([256.0, 256.0, 80.0, 160.0], &[0.0, 0.9, 0.0])]);
-        let mut out = Vec::new();
-        decode(DecoderKind::Yolov8, &shape, &data, &ALL, &lb, &mut out).unwrap();
+        let out = decode_with(Yolov8, &shape, &data, &ALL, lb).unwrap();
         assert_eq!(out, [det(1, 0.9, [190.0, 220.0, 290.0, 420.0])]);
     }
 
     #[test]
-    fn degenerate_boxes_are_dropped() {
+    fn degenerate_boxes_and_nan_scores_are_dropped() {
         #[rustfmt::skip]
         let data = [
             50.0, 50.0, 50.0, 90.0, 0.9, 0.0,   // no width
             90.0, 90.0, 50.0, 50.0, 0.9, 0.0,   // corners swapped
             f32::NAN, 0.0, 10.0, 10.0, 0.9, 0.0,
             0.0, 0.0, f32::INFINITY, 10.0, 0.9, 0.0,
+            0.0, 0.0, 10.0, 10.0, f32::NAN, 0.0,
         ];
-        assert!(run(DecoderKind::Detections, &[1, 4, 6], &data, &ALL).is_empty());
+        assert!(run(Detections, &[1, 5, 6], &data, &ALL).is_empty());
+        let (shape, data) = yolov8_tensor(&[([100.0, 100.0, 50.0, 50.0], &[f32::NAN; 3])]);
+        assert!(run(Yolov8, &shape, &data, &ALL).is_empty());
+        let (shape, data) = yolov5_tensor(&[([100.0, 100.0, 50.0, 50.0, f32::NAN], &[0.9; 3])]);
+        assert!(run(Yolov5, &shape, &data, &ALL).is_empty());
     }
 
     #[test]
-    fn nan_scores_are_never_kept() {
-        let (shape, data) =
-            yolov8_tensor(&[([100.0, 100.0, 50.0, 50.0], &[f32::NAN, f32::NAN, f32::NAN])]);
-        assert!(run(DecoderKind::Yolov8, &shape, &data, &ALL).is_empty());
-        let (shape, data) =
-            yolov5_tensor(&[([100.0, 100.0, 50.0, 50.0, f32::NAN], &[0.9, 0.0, 0.0])]);
-        assert!(run(DecoderKind::Yolov5, &shape, &data, &ALL).is_empty());
+    fn empty_outputs_decode_to_nothing() {
+        assert!(run(Detections, &[1, 0, 6], &[], &ALL).is_empty());
+        assert!(run(Yolov8, &[1, 7, 0], &[], &ALL).is_empty());
+        assert!(run(Yolov5, &[1, 0, 8], &[], &ALL).is_empty());
     }
 
     #[test]
     fn wrong_shapes_are_errors_and_leave_out_empty() {
         let data = [0.5; 24];
-        let cases: &[(DecoderKind, &[i64])] = &[
-            (DecoderKind::Detections, &[1, 4]),
-            (DecoderKind::Detections, &[1, 4, 6, 1]),
-            (DecoderKind::Detections, &[2, 2, 6]),
-            (DecoderKind::Detections, &[1, 6, 4]),
-            (DecoderKind::Detections, &[1, -1, 6]),
-            (DecoderKind::Yolov8, &[1, 8, 3]),
-            (DecoderKind::Yolov5, &[1, 4, 6]),
-            (DecoderKind::Yolov5, &[1, -3, 8]),
+        let cases: [(DecoderKind, &[i64]); 8] = [
+            (Detections, &[1, 4]),
+            (Detections, &[1, 4, 6, 1]),
+            (Detections, &[2, 2, 6]),
+            (Detections, &[1, 6, 4]),
+            (Detections, &[1, -1, 6]),
+            (Yolov8, &[1, 8, 3]),
+            (Yolov5, &[1, 4, 6]),
+            (Yolov5, &[1, -3, 8]),
         ];
-        for &(kind, shape) in cases {
+        for (kind, shape) in cases {
             let mut out = vec![det(0, 1.0, [0.0, 0.0, 1.0, 1.0])];
-            let err = decode(kind, shape, &data, &ALL, &identity(), &mut out).unwrap_err();
+            let lb = Letterbox::centered(640, 640, 640, 640);
+            let err = decode(kind, shape, &data, &ALL, &lb, &mut out).unwrap_err();
             assert!(
                 matches!(err, DecodeError::ShapeMismatch { .. }),
                 "{kind:?} {shape:?}"
@@ -524,67 +481,29 @@ mod tests {
 
     #[test]
     fn data_shorter_or_longer_than_the_shape_is_an_error() {
+        let lb = Letterbox::centered(640, 640, 640, 640);
         for len in [0, 23, 25] {
-            let data = vec![0.5; len];
-            let mut out = Vec::new();
-            let err = decode(
-                DecoderKind::Detections,
-                &[1, 4, 6],
-                &data,
-                &ALL,
-                &identity(),
-                &mut out,
-            );
+            let err = decode_with(Detections, &[1, 4, 6], &vec![0.5; len], &ALL, lb);
             assert!(matches!(err, Err(DecodeError::LengthMismatch { got, .. }) if got == len));
         }
         // A product that overflows cannot match any buffer.
-        let err = decode(
-            DecoderKind::Yolov5,
-            &[1, i64::MAX, 8],
-            &[0.5; 8],
-            &ALL,
-            &identity(),
-            &mut Vec::new(),
-        );
+        let err = decode_with(Yolov5, &[1, i64::MAX, 8], &[0.5; 8], &ALL, lb);
         assert!(matches!(err, Err(DecodeError::LengthMismatch { .. })));
     }
 
     #[test]
-    fn empty_outputs_decode_to_nothing() {
-        assert!(run(DecoderKind::Detections, &[1, 0, 6], &[], &ALL).is_empty());
-        assert!(run(DecoderKind::Yolov8, &[1, 7, 0], &[], &ALL).is_empty());
-        assert!(run(DecoderKind::Yolov5, &[1, 0, 8], &[], &ALL).is_empty());
-    }
-
-    #[test]
-    fn out_is_cleared_and_its_capacity_reused() {
+    fn out_keeps_its_capacity_from_frame_to_frame() {
         let (shape, data) = yolov8_tensor(&[
             ([100.0, 100.0, 50.0, 50.0], &[0.9, 0.0, 0.0]),
             ([300.0, 300.0, 50.0, 50.0], &[0.0, 0.8, 0.0]),
         ]);
+        let lb = Letterbox::centered(640, 640, 640, 640);
         let mut out = Vec::new();
-        decode(
-            DecoderKind::Yolov8,
-            &shape,
-            &data,
-            &ALL,
-            &identity(),
-            &mut out,
-        )
-        .unwrap();
+        decode(Yolov8, &shape, &data, &ALL, &lb, &mut out).unwrap();
         let capacity = out.capacity();
         for _ in 0..5 {
-            decode(
-                DecoderKind::Yolov8,
-                &shape,
-                &data,
-                &ALL,
-                &identity(),
-                &mut out,
-            )
-            .unwrap();
-            assert_eq!(out.len(), 2);
-            assert_eq!(out.capacity(), capacity);
+            decode(Yolov8, &shape, &data, &ALL, &lb, &mut out).unwrap();
+            assert_eq!((out.len(), out.capacity()), (2, capacity));
         }
     }
 
@@ -596,46 +515,37 @@ mod tests {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            state
+            state as usize
         };
         let dims = [-2, -1, 0, 1, 2, 3, 6, 7, 8, i64::MAX, i64::MIN];
+        let (inf, nan) = (f32::INFINITY, f32::NAN);
         let values = [
-            0.0,
-            0.3,
-            0.9,
-            1.0,
-            -1.0,
-            2.0,
-            1e30,
-            f32::NAN,
-            f32::INFINITY,
-            -0.0,
+            0.0, 0.3, 0.9, 1.0, -1.0, 2.0, 20.0, 300.0, 1e30, nan, inf, -inf, -0.0,
         ];
         let lb = Letterbox::centered(1920, 1080, 640, 384);
-        let mut out = Vec::new();
-        let mut decoded = 0;
+        let (mut out, mut decoded) = (Vec::new(), 0);
         for _ in 0..20_000 {
-            let rank = (next() % 5) as usize;
-            let shape: Vec<i64> = (0..rank)
-                .map(|_| dims[next() as usize % dims.len()])
-                .collect();
-            // Half the time as long as the shape says, so decoding gets past the checks.
-            let product = shape.iter().try_fold(1_u64, |p, &d| p.checked_mul(u64::try_from(d).ok()?));
-            let len = match product {
-                Some(p) if p < 512 && next() % 2 == 0 => p,
-                _ => next() % 64,
-            };
-            let data: Vec<f32> =
-                (0..len).map(|_| values[next() as usize % values.len()]).collect();
-            let kind = [
-                DecoderKind::Detections,
-                DecoderKind::Yolov8,
-                DecoderKind::Yolov5,
-            ][next() as usize % 3];
+            let kind = [Detections, Yolov8, Yolov5][next() % 3];
             let params = DecodeParams {
-                num_classes: next() as usize % 4,
+                num_classes: next() % 4,
                 ..ALL
             };
+            // Half the shapes are the decoder's layout, so decoding gets past the checks.
+            let (c, n) = (params.num_classes as i64, (next() % 6) as i64);
+            let shape = match (next() % 2, kind) {
+                (0, _) => (0..next() % 5).map(|_| dims[next() % dims.len()]).collect(),
+                (_, Detections) => vec![1, n, 6],
+                (_, Yolov8) => vec![1, 4 + c, n],
+                (_, Yolov5) => vec![1, n, 5 + c],
+            };
+            // Mostly as long as the shape says.
+            let len = shape
+                .iter()
+                .try_fold(1, |p: usize, &d| p.checked_mul(d.try_into().ok()?));
+            let len = len
+                .filter(|&n| n < 512 && next() % 4 != 0)
+                .unwrap_or(next() % 64);
+            let data: Vec<f32> = (0..len).map(|_| values[next() % values.len()]).collect();
             let _ = check_output_shape(kind, &shape, params.num_classes);
             if decode(kind, &shape, &data, &params, &lb, &mut out).is_ok() {
                 decoded += out.len();
@@ -646,61 +556,46 @@ mod tests {
                 }
             }
         }
+        assert!(decoded > 0, "no input got through the decoders");
     }
 
     #[test]
     fn check_accepts_dynamic_batch_and_box_counts() {
-        assert_eq!(
-            check_output_shape(DecoderKind::Detections, &[1, 100, 6], 80),
-            Ok(())
-        );
-        assert_eq!(
-            check_output_shape(DecoderKind::Detections, &[-1, -1, 6], 80),
-            Ok(())
-        );
-        assert_eq!(
-            check_output_shape(DecoderKind::Yolov8, &[1, 84, 8400], 80),
-            Ok(())
-        );
-        assert_eq!(
-            check_output_shape(DecoderKind::Yolov8, &[-1, 84, -1], 80),
-            Ok(())
-        );
-        assert_eq!(
-            check_output_shape(DecoderKind::Yolov8, &[1, -1, -1], 80),
-            Ok(())
-        );
-        assert_eq!(
-            check_output_shape(DecoderKind::Yolov5, &[1, 25200, 85], 80),
-            Ok(())
-        );
-        assert_eq!(
-            check_output_shape(DecoderKind::Yolov5, &[-1, -1, 85], 80),
-            Ok(())
-        );
+        let cases: [(DecoderKind, &[i64]); 7] = [
+            (Detections, &[1, 100, 6]),
+            (Detections, &[-1, -1, 6]),
+            (Yolov8, &[1, 84, 8400]),
+            (Yolov8, &[-1, 84, -1]),
+            (Yolov8, &[1, -1, -1]),
+            (Yolov5, &[1, 25200, 85]),
+            (Yolov5, &[-1, -1, 85]),
+        ];
+        for (kind, shape) in cases {
+            assert_eq!(
+                check_output_shape(kind, shape, 80),
+                Ok(()),
+                "{kind:?} {shape:?}"
+            );
+        }
     }
 
     #[test]
     fn check_names_the_expected_layout() {
+        let message = |kind, shape: &[i64], classes| check_output_shape(kind, shape, classes);
         assert_eq!(
-            check_output_shape(DecoderKind::Yolov8, &[1, 100, 6], 80),
-            Err("decoder `yolov8` expects [1, 84, anchors] for 80 classes, the model gives [1, 100, 6]"
-                .to_owned())
+            message(Yolov8, &[1, 100, 6], 80).unwrap_err(),
+            "decoder `yolov8` expects [1, 84, anchors] for 80 classes, the model gives [1, 100, 6]"
         );
         assert_eq!(
-            check_output_shape(DecoderKind::Yolov5, &[1, 25200, 85], 3),
-            Err("decoder `yolov5` expects [1, anchors, 8] for 3 classes, the model gives [1, 25200, 85]"
-                .to_owned())
+            message(Yolov5, &[1, 25200, 85], 3).unwrap_err(),
+            "decoder `yolov5` expects [1, anchors, 8] for 3 classes, the model gives [1, 25200, 85]"
         );
         assert_eq!(
-            check_output_shape(DecoderKind::Detections, &[1, 100], 80),
-            Err(
-                "decoder `detections` expects [1, detections, 6], the model gives [1, 100]"
-                    .to_owned()
-            )
+            message(Detections, &[1, 100], 80).unwrap_err(),
+            "decoder `detections` expects [1, detections, 6], the model gives [1, 100]"
         );
-        // A batch of 2 (or any static batch other than 1) is not supported.
-        assert!(check_output_shape(DecoderKind::Detections, &[2, 100, 6], 80).is_err());
-        assert!(check_output_shape(DecoderKind::Yolov8, &[1, 84, -2], 80).is_err());
+        // A static batch other than 1 is not supported; -2 is not a dimension.
+        assert!(message(Detections, &[2, 100, 6], 80).is_err());
+        assert!(message(Yolov8, &[1, 84, -2], 80).is_err());
     }
 }

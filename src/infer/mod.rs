@@ -36,6 +36,14 @@ pub enum InferError {
     Run(String),
 }
 
+impl InferError {
+    /// Whether an operator fixes this in the config or the model file (exit 78) rather than
+    /// by installing or starting something (exit 69).
+    pub fn is_config(&self) -> bool {
+        matches!(self, InferError::Model { .. })
+    }
+}
+
 impl From<ort::Error> for InferError {
     fn from(e: ort::Error) -> Self {
         InferError::Runtime(e.to_string())

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ort::environment::Environment;
-use ort::ep::{CPU, CUDA, ExecutionProviderDispatch, TensorRT};
+use ort::ep::{CUDA, ExecutionProviderDispatch, TensorRT};
 use ort::session::Session;
 use ort::session::builder::SessionBuilder;
 use ort::value::TensorElementType;
@@ -48,7 +48,9 @@ pub(crate) fn open(env: &Environment, config: &ModelConfig) -> Result<Session, I
         builder = builder.with_intra_threads(config.threads).map_err(ort::Error::from)?;
     }
     for provider in &config.providers {
-        let (dispatch, required) = dispatch(provider);
+        // The CPU provider is always there, behind every other; registering it explicitly
+        // only adds a code path (that aborted in ORT 1.22's device selection).
+        let Some((dispatch, required)) = dispatch(provider) else { continue };
         let name = dispatch.name();
         match builder.with_execution_providers([dispatch.error_on_failure()]) {
             Ok(b) => {
@@ -73,7 +75,7 @@ fn open_file(mut builder: SessionBuilder, path: &Path) -> Result<Session, InferE
         .map_err(|e| InferError::Model { path: path.to_owned(), reason: e.to_string() })
 }
 
-fn dispatch(provider: &Provider) -> (ExecutionProviderDispatch, bool) {
+fn dispatch(provider: &Provider) -> Option<(ExecutionProviderDispatch, bool)> {
     match provider {
         Provider::TensorRt { fp16, engine_cache, required } => {
             let mut ep = TensorRT::default().with_fp16(*fp16);
@@ -85,12 +87,12 @@ fn dispatch(provider: &Provider) -> (ExecutionProviderDispatch, bool) {
                     .with_timing_cache(true)
                     .with_timing_cache_path(&dir);
             }
-            (ep.build(), *required)
+            Some((ep.build(), *required))
         }
         Provider::Cuda { device_id, required } => {
-            (CUDA::default().with_device_id(*device_id).build(), *required)
+            Some((CUDA::default().with_device_id(*device_id).build(), *required))
         }
-        Provider::Cpu => (CPU::default().build(), true),
+        Provider::Cpu => None,
     }
 }
 

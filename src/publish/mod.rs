@@ -66,6 +66,14 @@ impl RedisTarget {
         &self.display
     }
 
+    /// A connection for `BLOCK`ing reads: its response timeout is longer than any block.
+    pub(crate) async fn connect_blocking_reads(&self) -> Result<MultiplexedConnection, PublishError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(Duration::from_secs(30)));
+        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+    }
+
     /// One connection attempt, bounded in time.
     pub(crate) async fn connect(&self) -> Result<MultiplexedConnection, PublishError> {
         let config = AsyncConnectionConfig::new()

@@ -5,6 +5,8 @@
 //! wall-clock time advance together; rtpbin's RTCP sender reports (on by default) map RTP time
 //! to NTP from the wall clock, which gives clients wall-clock capture times.
 
+use std::time::Duration;
+
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
@@ -15,6 +17,9 @@ use gstreamer_rtsp_server::prelude::*;
 use super::options::key_int_max;
 use super::source::AppSrcTarget;
 use super::{TestCamError, TestCamOptions};
+
+/// Minimum interval between RTCP sender reports.
+const RTCP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A listening RTSP server attached to a main context.
 pub(crate) struct Server {
@@ -123,4 +128,31 @@ fn attach_media(media: &rtsp::RTSPMedia, caps: &gst::Caps, target: &AppSrcTarget
         tracing::info!("The shared media is unprepared (no clients left).");
     });
     media.connect_new_state(|_, state| tracing::debug!(state, "Media state changed."));
+
+    // The media's rtpbin is added to this pipeline when the media is prepared.
+    match element.parent().and_then(|p| p.downcast::<gst::Bin>().ok()) {
+        Some(pipeline) => {
+            pipeline.connect_element_added(|_, child| {
+                if child.factory().is_some_and(|f| f.name() == "rtpbin") {
+                    tune_rtpbin(child);
+                }
+            });
+        }
+        None => tracing::warn!("Media element has no pipeline yet; RTCP keeps its defaults."),
+    }
+}
+
+/// Sender reports map RTP time to the capture time (the `appsrc` timestamp) rather than the
+/// send time, and come every [`RTCP_INTERVAL`] rather than every 5 s, so a client that joins
+/// the shared stream late gets reference timestamps within about a second.
+fn tune_rtpbin(rtpbin: &gst::Element) {
+    rtpbin.set_property("rtcp-sync-send-time", false);
+    rtpbin.connect("new-storage", false, |args| {
+        let rtpbin = args[0].get::<gst::Element>().expect("rtpbin");
+        let session_id = args[2].get::<u32>().expect("session id");
+        let session = rtpbin.emit_by_name::<glib::Object>("get-internal-session", &[&session_id]);
+        session.set_property("rtcp-min-interval", RTCP_INTERVAL.as_nanos() as u64);
+        tracing::debug!(session_id, "RTP session created; RTCP interval shortened.");
+        None
+    });
 }
