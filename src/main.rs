@@ -69,7 +69,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("roadsightd: check failed: {e}");
+                eprintln!("roadsightd: check failed: {}: {e}", config.file.display());
                 ExitCode::from(if e.is_config() { exit::CONFIG } else { exit::UNAVAILABLE })
             }
         },

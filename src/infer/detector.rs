@@ -42,7 +42,7 @@ impl Detector {
         let shape = session::model_shape(&session, &config.path)?;
         let num_classes = config.label_names.len();
         check_output_shape(config.decoder, &shape.output_shape, num_classes).map_err(|reason| {
-            InferError::Model { path: config.path.clone(), reason: format!("output `{}`: {reason}", shape.output_name) }
+            InferError::Model { field: "model.decoder", path: config.path.clone(), reason: format!("output `{}`: {reason}", shape.output_name) }
         })?;
         let pixels = (shape.height * shape.width * 3) as usize;
         let (scratch_f32, scratch_u8) = match shape.input {

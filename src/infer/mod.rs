@@ -25,9 +25,10 @@ pub enum InferError {
     /// `libonnxruntime.so` could not be loaded or initialised.
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
-    /// The model file is unreadable or does not fit the configured decoder.
-    #[error("model {path}: {reason}")]
-    Model { path: PathBuf, reason: String },
+    /// The model file is unreadable or does not fit the configured decoder; `field` is the
+    /// config key to look at (`model.path` or `model.decoder`).
+    #[error("field `{field}`: model {path}: {reason}")]
+    Model { field: &'static str, path: PathBuf, reason: String },
     /// A provider marked `required` could not be registered.
     #[error("execution provider {provider} is required but unavailable: {reason}")]
     ProviderUnavailable { provider: &'static str, reason: String },

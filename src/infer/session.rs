@@ -72,7 +72,7 @@ pub(crate) fn open(env: &Environment, config: &ModelConfig) -> Result<Session, I
 fn open_file(mut builder: SessionBuilder, path: &Path) -> Result<Session, InferError> {
     builder
         .commit_from_file(path)
-        .map_err(|e| InferError::Model { path: path.to_owned(), reason: e.to_string() })
+        .map_err(|e| InferError::Model { field: "model.path", path: path.to_owned(), reason: e.to_string() })
 }
 
 fn dispatch(provider: &Provider) -> Option<(ExecutionProviderDispatch, bool)> {
@@ -98,7 +98,7 @@ fn dispatch(provider: &Provider) -> Option<(ExecutionProviderDispatch, bool)> {
 
 /// Reads the input and output the daemon uses and checks the input is an NHWC RGB image.
 pub(crate) fn model_shape(session: &Session, path: &Path) -> Result<ModelShape, InferError> {
-    let bad = |reason: String| InferError::Model { path: path.to_owned(), reason };
+    let bad = |reason: String| InferError::Model { field: "model.path", path: path.to_owned(), reason };
     let [input] = session.inputs() else {
         return Err(bad(format!("expected one input, the model has {}", session.inputs().len())));
     };

@@ -24,6 +24,7 @@ const RTCP_INTERVAL: Duration = Duration::from_secs(1);
 /// A listening RTSP server attached to a main context.
 pub(crate) struct Server {
     server: rtsp::RTSPServer,
+    context: glib::MainContext,
     sources: Vec<glib::SourceId>,
     port: u16,
 }
@@ -62,7 +63,7 @@ impl Server {
         });
         let reaper = reaper.attach(Some(context));
         tracing::debug!(port, path = %opts.path, "RTSP server is listening.");
-        Ok(Self { server, sources: vec![listening, reaper], port })
+        Ok(Self { server, context: context.clone(), sources: vec![listening, reaper], port })
     }
 
     /// The TCP port actually bound.
@@ -72,8 +73,11 @@ impl Server {
 
     /// Stops accepting and closes every client connection. Idempotent.
     pub(crate) fn stop(&mut self) {
-        for source in self.sources.drain(..) {
-            source.remove();
+        // `SourceId::remove` only looks in the global default context; these are in ours.
+        for id in self.sources.drain(..) {
+            if let Some(source) = self.context.find_source_by_id(&id) {
+                source.destroy();
+            }
         }
         self.server.client_filter(Some(&mut |_, client| {
             client.close();
@@ -128,6 +132,7 @@ fn attach_media(media: &rtsp::RTSPMedia, caps: &gst::Caps, target: &AppSrcTarget
         tracing::info!("The shared media is unprepared (no clients left).");
     });
     media.connect_new_state(|_, state| tracing::debug!(state, "Media state changed."));
+    media.connect_prepared(shorten_rtcp_interval);
 
     // The media's rtpbin is added to this pipeline when the media is prepared.
     match element.parent().and_then(|p| p.downcast::<gst::Bin>().ok()) {
@@ -142,17 +147,18 @@ fn attach_media(media: &rtsp::RTSPMedia, caps: &gst::Caps, target: &AppSrcTarget
     }
 }
 
-/// Sender reports map RTP time to the capture time (the `appsrc` timestamp) rather than the
-/// send time, and come every [`RTCP_INTERVAL`] rather than every 5 s, so a client that joins
-/// the shared stream late gets reference timestamps within about a second.
+/// Sender reports map RTP time to the capture time (the `appsrc` timestamp) rather than to
+/// the time the packet left, which the default adds the pipeline latency to.
 fn tune_rtpbin(rtpbin: &gst::Element) {
     rtpbin.set_property("rtcp-sync-send-time", false);
-    rtpbin.connect("new-storage", false, |args| {
-        let rtpbin = args[0].get::<gst::Element>().expect("rtpbin");
-        let session_id = args[2].get::<u32>().expect("session id");
-        let session = rtpbin.emit_by_name::<glib::Object>("get-internal-session", &[&session_id]);
-        session.set_property("rtcp-min-interval", RTCP_INTERVAL.as_nanos() as u64);
-        tracing::debug!(session_id, "RTP session created; RTCP interval shortened.");
-        None
-    });
+}
+
+/// Sender reports every [`RTCP_INTERVAL`] rather than every 5 s, so a client that joins the
+/// shared stream late gets reference timestamps within about a second.
+fn shorten_rtcp_interval(media: &rtsp::RTSPMedia) {
+    for stream in (0..media.n_streams()).filter_map(|i| media.stream(i)) {
+        if let Some(session) = stream.rtpsession() {
+            session.set_property("rtcp-min-interval", RTCP_INTERVAL.as_nanos() as u64);
+        }
+    }
 }

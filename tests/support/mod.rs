@@ -1,0 +1,291 @@
+//! Test harness: real processes on loopback, started per test and stopped on drop.
+//!
+//! - [`Redis`]: a private `redis-server` on a unix socket in a temp dir.
+//! - [`TestCam`]: the `roadsight-testcam` binary serving a file from `../shared`-derived
+//!   fixtures on a given or free port.
+//! - [`Daemon`]: `roadsightd run` with a config written by [`ConfigDir`].
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A test fixture (images, clips) by file name.
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+/// The ONNX Runtime library: `ORT_DYLIB_PATH`, else the one `scripts/setup.sh` installs.
+pub fn ort_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".local/onnxruntime/lib/libonnxruntime.so"))
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A private redis-server on a unix socket, with AOF (`appendfsync always`) so a restart keeps
+/// what was acknowledged.
+pub struct Redis {
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut redis = Redis { dir: tempfile::tempdir().unwrap(), child: None };
+        redis.restart();
+        redis
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// Starts the server (again), on the same socket and data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis already running");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.socket())
+            .args(["--dir"])
+            .arg(self.dir.path())
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/setup.sh)");
+        self.child = Some(child);
+        wait_for(Duration::from_secs(10), "redis-server to answer", || self.connect().ok());
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url())?.get_connection()
+    }
+
+    /// Every entry of `key` as (id, field map).
+    pub fn entries(&self, key: &str) -> Vec<(String, std::collections::HashMap<String, String>)> {
+        let Ok(mut conn) = self.connect() else { return Vec::new() };
+        let reply: redis::streams::StreamRangeReply =
+            redis::cmd("XRANGE").arg(key).arg("-").arg("+").query(&mut conn).unwrap_or_default();
+        reply
+            .ids
+            .into_iter()
+            .map(|e| {
+                let fields = e
+                    .map
+                    .iter()
+                    .map(|(k, v)| (k.clone(), redis::from_redis_value::<String>(v.clone()).unwrap_or_default()))
+                    .collect();
+                (e.id, fields)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The RTSP test camera as a child process.
+pub struct TestCam {
+    child: Child,
+    pub url: String,
+}
+
+impl TestCam {
+    /// Serves `source` at rtsp://127.0.0.1:`port`/cam and waits until it listens.
+    pub fn start(source: &Path, port: u16) -> TestCam {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_roadsight-testcam"))
+            .arg("--source")
+            .arg(source)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--path", "/cam", "--fps", "10"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("roadsight-testcam: serving ").unwrap_or_else(|| panic!("testcam said {line:?}"));
+        TestCam { url: url.to_owned(), child }
+    }
+
+    /// Stops the camera abruptly (SIGKILL), as a power cut would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestCam {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// A config folder: `roadsight.toml` + `cameras.d/`.
+pub struct ConfigDir {
+    pub dir: TempDir,
+    pub site: String,
+}
+
+impl ConfigDir {
+    /// A global config for `redis_url` with the shipped model; `extra` is appended verbatim.
+    pub fn new(redis_url: &str, extra: &str) -> ConfigDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("cameras.d")).unwrap();
+        let repo = repo();
+        let global = format!(
+            r#"site = "test"
+
+[redis]
+url = "{redis_url}"
+
+[model]
+path = "{model}"
+labels = "{labels}"
+ort_library = "{ort}"
+
+[capture]
+stall_timeout_ms = 3000
+backoff_initial_ms = 250
+backoff_max_ms = 2000
+{extra}
+"#,
+            model = repo.join("models/centernet_mnv3_coco_512_u8.onnx").display(),
+            labels = repo.join("models/coco80.names").display(),
+            ort = ort_library().display(),
+        );
+        std::fs::write(dir.path().join("roadsight.toml"), global).unwrap();
+        ConfigDir { dir, site: "test".into() }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("roadsight.toml")
+    }
+
+    /// Writes `cameras.d/<id>.toml` with `url` and `extra` lines.
+    pub fn camera(&self, id: &str, url: &str, extra: &str) -> &Self {
+        let text = format!("id = \"{id}\"\nurl = \"{url}\"\n{extra}\n");
+        std::fs::write(self.dir.path().join("cameras.d").join(format!("{id}.toml")), text).unwrap();
+        self
+    }
+
+    pub fn stream_key(&self, camera: &str) -> String {
+        format!("roadsight:{{{}:{camera}}}:detections", self.site)
+    }
+}
+
+/// `roadsightd run` as a child process; its stderr goes to a file for post-mortems.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+    _log_dir: TempDir,
+}
+
+impl Daemon {
+    pub fn start(config: &ConfigDir) -> Daemon {
+        let log_dir = tempfile::tempdir().unwrap();
+        let log = log_dir.path().join("roadsightd.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_roadsightd"))
+            .args(["run", "--config"])
+            .arg(config.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log, _log_dir: log_dir }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// SIGTERM, wait for the exit; returns the exit code and the whole log.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        terminate(&mut self.child);
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        (code, self.log())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// Reads `key=value` from the daemon's "Camera summary." line for `camera`.
+pub fn summary_value(log: &str, camera: &str, key: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains("Camera summary.") && l.contains(&format!("camera={camera} ")))?;
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    line[start..].split_whitespace().next()?.parse().ok()
+}
+
+/// `roadsightd check --config <path>`: exit code and stderr + stdout.
+pub fn check(config: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_roadsightd")).args(["check", "--config"]).arg(config).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    (out.status.code().unwrap_or(-1), text)
+}
