@@ -1,0 +1,84 @@
+//! `roadsightd check`: good configs pass, broken ones exit 78 naming the file and the field.
+
+mod support;
+
+use support::{ConfigDir, check, repo};
+
+fn expect_config_error(config: &ConfigDir, file: &str, field: &str) {
+    let (code, out) = check(&config.path());
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains(file), "message names the file {file}: {out}");
+    assert!(out.contains(field), "message names the field {field}: {out}");
+}
+
+#[test]
+fn a_good_config_passes_and_prints_a_summary() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    config.camera("north", "rtsp://10.0.0.21:554/stream1", "credential = \"north\"");
+    let (code, out) = check(&config.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("north") && out.contains("U8Nhwc 512x512") && out.contains("[1, 100, 6]"), "{out}");
+}
+
+#[test]
+fn unknown_field() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    config.camera("north", "rtsp://10.0.0.21/s", "fsp = 5");
+    expect_config_error(&config, "north.toml", "fsp");
+}
+
+#[test]
+fn missing_url() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    std::fs::write(config.dir.path().join("cameras.d/north.toml"), "id = \"north\"\n").unwrap();
+    expect_config_error(&config, "north.toml", "url");
+}
+
+#[test]
+fn unsupported_url_scheme() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    config.camera("north", "http://10.0.0.21/video.mjpg", "");
+    expect_config_error(&config, "north.toml", "url");
+}
+
+#[test]
+fn missing_model_file() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    let text = std::fs::read_to_string(config.path()).unwrap().replace("centernet_mnv3_coco_512_u8.onnx", "nosuch.onnx");
+    std::fs::write(config.path(), text).unwrap();
+    expect_config_error(&config, "roadsight.toml", "model.path");
+}
+
+#[test]
+fn duplicate_camera_id() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    config.camera("north", "rtsp://10.0.0.21/s", "");
+    std::fs::write(config.dir.path().join("cameras.d/north-again.toml"), "id = \"north\"\nurl = \"rtsp://10.0.0.22/s\"\n").unwrap();
+    expect_config_error(&config, "north-again.toml", "id");
+}
+
+#[test]
+fn model_output_that_does_not_fit_the_decoder() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    let text = std::fs::read_to_string(config.path()).unwrap().replace("[model]", "[model]\ndecoder = \"yolov8\"");
+    std::fs::write(config.path(), text).unwrap();
+    expect_config_error(&config, "roadsight.toml", "model.decoder");
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    // configs/roadsight.toml with its relative paths, pointed at the repository's models.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("configs/roadsight.toml")).unwrap();
+    std::fs::write(dir.path().join("roadsight.toml"), text).unwrap();
+    std::os::unix::fs::symlink(repo().join("models"), dir.path().join("models")).unwrap();
+    std::fs::create_dir(dir.path().join("cameras.d")).unwrap();
+    std::fs::copy(repo().join("configs/cameras.d/north.toml.example"), dir.path().join("cameras.d/north.toml")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roadsightd"))
+        .args(["check", "--config"])
+        .arg(dir.path().join("roadsight.toml"))
+        .env("ORT_DYLIB_PATH", support::ort_library())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
