@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing, then unit and integration tests (real redis-server,
+# the RTSP test camera, the real model through ONNX Runtime). Integration tests run one at a
+# time: each starts a daemon, a camera and Redis, and the machine may have only two cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export ORT_DYLIB_PATH="$PWD/.local/onnxruntime/lib/libonnxruntime.so"
+cargo build --all-targets --quiet
+cargo test --quiet -- --test-threads=1
