@@ -89,7 +89,8 @@ fn an_empty_scene_keeps_publishing_entries_with_no_detections() {
     for (_, e) in &entries {
         assert_eq!(e["n"], "0");
         assert_eq!(e["det"], "[]");
-        assert_eq!((e["w"].as_str(), e["h"].as_str()), ("950", "245"));
+        // The camera serves even dimensions (4:2:0 H.264): 950×245 goes out as 950×244.
+        assert_eq!((e["w"].as_str(), e["h"].as_str()), ("950", "244"));
     }
     let seqs: Vec<u64> = entries.iter().map(|(_, e)| e["seq"].parse().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq increases: {seqs:?}");
