@@ -84,3 +84,103 @@ impl Mailboxes {
         self.ready.notify_all();
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use gstreamer as gst;
+
+    use super::*;
+    use crate::frame::{CameraInfo, ClockSource};
+    use crate::infer::Letterbox;
+    use crate::telemetry::Metrics;
+
+    pub(crate) fn camera(id: &str) -> Arc<CameraInfo> {
+        Arc::new(CameraInfo {
+            id: id.into(),
+            stream_key: format!("k:{id}"),
+            classes: None,
+            confidence: 0.5,
+            publish_empty: true,
+            metrics: Metrics::new().camera(id),
+        })
+    }
+
+    pub(crate) fn frame(camera: &Arc<CameraInfo>, seq: u64) -> Frame {
+        gst::init().unwrap();
+        let pixels = gst::Buffer::from_slice(vec![0u8; 12]).into_mapped_buffer_readable().unwrap();
+        Frame {
+            camera: Arc::clone(camera),
+            seq,
+            ts_us: 0,
+            clock: ClockSource::Arrival,
+            arrived: Instant::now(),
+            letterbox: Letterbox::centered(2, 2, 2, 2),
+            pixels,
+        }
+    }
+
+    fn seq(take: Take) -> Option<(String, u64)> {
+        match take {
+            Take::Frame(f) => Some((f.camera.id.clone(), f.seq)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_newer_frame_replaces_an_unprocessed_one() {
+        let boxes = Mailboxes::new(1);
+        let cam = camera("a");
+        assert!(boxes.put(0, frame(&cam, 1)).is_none());
+        let stale = boxes.put(0, frame(&cam, 2)).expect("the first frame comes back");
+        assert_eq!(stale.seq, 1);
+        assert_eq!(seq(boxes.take(Duration::ZERO)), Some(("a".into(), 2)));
+        assert!(matches!(boxes.take(Duration::from_millis(10)), Take::Idle));
+    }
+
+    #[test]
+    fn cameras_are_served_round_robin() {
+        let boxes = Mailboxes::new(3);
+        let cams = [camera("a"), camera("b"), camera("c")];
+        let mut order = Vec::new();
+        for round in 0..2 {
+            for (slot, cam) in cams.iter().enumerate() {
+                boxes.put(slot, frame(cam, round));
+            }
+            for _ in 0..3 {
+                order.push(seq(boxes.take(Duration::ZERO)).unwrap().0);
+            }
+        }
+        assert_eq!(order, ["a", "b", "c", "a", "b", "c"]);
+        // A busy camera cannot starve a slow one: after serving `a`, `b` comes next.
+        boxes.put(0, frame(&cams[0], 9));
+        boxes.put(1, frame(&cams[1], 9));
+        assert_eq!(seq(boxes.take(Duration::ZERO)).unwrap().0, "a");
+        boxes.put(0, frame(&cams[0], 10));
+        assert_eq!(seq(boxes.take(Duration::ZERO)).unwrap().0, "b");
+    }
+
+    #[test]
+    fn close_drains_waiting_frames_then_reports_closed() {
+        let boxes = Arc::new(Mailboxes::new(2));
+        let cam = camera("a");
+        boxes.put(1, frame(&cam, 5));
+        boxes.close();
+        assert!(boxes.put(0, frame(&cam, 6)).is_some(), "refused after close");
+        assert_eq!(seq(boxes.take(Duration::ZERO)), Some(("a".into(), 5)));
+        assert!(matches!(boxes.take(Duration::ZERO), Take::Closed));
+    }
+
+    #[test]
+    fn take_wakes_up_when_a_frame_arrives() {
+        let boxes = Arc::new(Mailboxes::new(1));
+        let cam = camera("a");
+        let b = Arc::clone(&boxes);
+        let waiter = std::thread::spawn(move || seq(b.take(Duration::from_secs(10))));
+        std::thread::sleep(Duration::from_millis(50));
+        boxes.put(0, frame(&cam, 3));
+        assert_eq!(waiter.join().unwrap(), Some(("a".into(), 3)));
+    }
+}

@@ -21,6 +21,8 @@ use crate::telemetry::{DropReason, Metrics};
 
 /// How long the publisher may keep flushing after a stop signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Silence of the inference thread after which it is reported as stalled.
+const INFER_STALL: Duration = Duration::from_secs(10);
 /// How long start-up waits for the local Redis before giving up (exit 69).
 const REDIS_STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -57,7 +59,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let mailboxes = Arc::new(Mailboxes::new(cameras.len()));
     let queue = Arc::new(PublishQueue::new(config.publish.queue));
     let heartbeat = Arc::new(Heartbeat::default());
-    let infer_thread = infer::spawn(detector, Arc::clone(&mailboxes), Arc::clone(&queue), heartbeat)?;
+    let infer_thread = infer::spawn(detector, Arc::clone(&mailboxes), Arc::clone(&queue), Arc::clone(&heartbeat))?;
 
     let run_id = run_id();
     let ctx = EntryContext::new(
@@ -104,6 +106,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         tracker.spawn(capture::run(shared, stop_capture.clone()));
     }
     tracker.close();
+    let stall_watch = tokio::spawn(watch_inference(heartbeat));
     tracing::info!(site = %config.site, run = %run_id, cameras = infos.len(), "roadsightd running.");
 
     wait_for_stop_signal().await?;
@@ -115,6 +118,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         }
     });
     stop_capture.cancel();
+    stall_watch.abort();
     tracker.wait().await;
     mailboxes.close();
     stop_publish.cancel();
@@ -122,6 +126,27 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let _ = publisher.await;
     log_summary(&infos);
     Ok(())
+}
+
+/// The inference thread beats at least every half second, busy or idle; one that stops is
+/// wedged (a hung provider, a driver fault). Reported once per episode; issue 4's watchdog
+/// will stop pinging systemd on the same signal.
+async fn watch_inference(heartbeat: Arc<Heartbeat>) {
+    let mut tick = tokio::time::interval(INFER_STALL);
+    tick.tick().await; // the first tick is immediate
+    let mut last = heartbeat.count();
+    let mut reported = false;
+    loop {
+        tick.tick().await;
+        let now = heartbeat.count();
+        if now == last && !reported {
+            tracing::error!(stage = "infer", stalled_s = INFER_STALL.as_secs(), "Inference thread made no progress.");
+        } else if now != last && reported {
+            tracing::info!(stage = "infer", "Inference thread is making progress again.");
+        }
+        reported = now == last;
+        last = now;
+    }
 }
 
 async fn wait_for_redis(target: &RedisTarget) -> Result<(), RunError> {

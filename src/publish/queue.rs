@@ -81,3 +81,85 @@ impl PublishQueue {
         items.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::frame::{CameraInfo, ClockSource};
+    use crate::mailbox::tests::camera;
+
+    fn result(camera: &Arc<CameraInfo>, seq: u64) -> Detections {
+        Detections {
+            camera: Arc::clone(camera),
+            seq,
+            ts_us: 0,
+            clock: ClockSource::Arrival,
+            width: 1,
+            height: 1,
+            inference_us: 0,
+            arrived: Instant::now(),
+            objects: Vec::new(),
+        }
+    }
+
+    fn seqs(batch: &[Detections]) -> Vec<u64> {
+        batch.iter().map(|d| d.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_the_oldest_and_counts_it() {
+        let q = PublishQueue::new(3);
+        let cam = camera("a");
+        for seq in 0..5 {
+            q.push(result(&cam, seq));
+        }
+        assert_eq!(cam.metrics.dropped(DropReason::QueueFull), 2);
+        let mut batch = Vec::new();
+        assert!(q.next_batch(10, &mut batch).await);
+        assert_eq!(seqs(&batch), [2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn batches_are_bounded_and_close_drains_first() {
+        let q = Arc::new(PublishQueue::new(10));
+        let cam = camera("a");
+        for seq in 0..5 {
+            q.push(result(&cam, seq));
+        }
+        q.close();
+        let mut batch = Vec::new();
+        assert!(q.next_batch(3, &mut batch).await);
+        assert_eq!(seqs(&batch), [0, 1, 2]);
+        batch.clear();
+        assert!(q.next_batch(3, &mut batch).await);
+        assert_eq!(seqs(&batch), [3, 4]);
+        assert!(!q.next_batch(3, &mut batch).await, "closed and empty");
+    }
+
+    #[tokio::test]
+    async fn the_publisher_wakes_up_on_push_from_another_thread() {
+        let q = Arc::new(PublishQueue::new(4));
+        let cam = camera("a");
+        let producer = Arc::clone(&q);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            producer.push(result(&cam, 7));
+        });
+        let mut batch = Vec::new();
+        assert!(q.next_batch(4, &mut batch).await);
+        assert_eq!(seqs(&batch), [7]);
+    }
+
+    #[test]
+    fn discard_counts_what_was_left() {
+        let q = PublishQueue::new(4);
+        let cam = camera("a");
+        q.push(result(&cam, 1));
+        q.push(result(&cam, 2));
+        assert_eq!(q.discard(DropReason::Shutdown), 2);
+        assert_eq!(cam.metrics.dropped(DropReason::Shutdown), 2);
+    }
+}
