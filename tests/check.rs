@@ -82,3 +82,26 @@ fn the_shipped_example_config_is_valid() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+fn with_providers(providers: &str) -> ConfigDir {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    let text = std::fs::read_to_string(config.path()).unwrap().replace("[model]", &format!("[model]\nproviders = {providers}"));
+    std::fs::write(config.path(), text).unwrap();
+    config
+}
+
+#[test]
+fn gpu_providers_missing_from_a_cpu_build_are_skipped_with_a_warning() {
+    let config = with_providers(r#"[{ name = "tensorrt", fp16 = true }, "cuda", "cpu"]"#);
+    let (code, out) = check(&config.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("TensorrtExecutionProvider") && out.contains("CUDAExecutionProvider") && out.contains("skipped"), "{out}");
+}
+
+#[test]
+fn a_required_provider_that_cannot_load_is_a_start_up_error() {
+    let config = with_providers(r#"[{ name = "cuda", required = true }, "cpu"]"#);
+    let (code, out) = check(&config.path());
+    assert_eq!(code, 69, "{out}");
+    assert!(out.contains("required but unavailable"), "{out}");
+}

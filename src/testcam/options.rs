@@ -40,7 +40,9 @@ impl TestCamOptions {
     pub fn new(source: impl Into<PathBuf>) -> Self {
         Self {
             source: source.into(),
-            listen: DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
             path: DEFAULT_PATH.to_owned(),
             fps: DEFAULT_FPS,
             size: None,
@@ -52,24 +54,35 @@ impl TestCamOptions {
     pub(crate) fn validate(&self) -> Result<(), TestCamError> {
         let invalid = |option, reason: String| Err(TestCamError::InvalidOption { option, reason });
         if !(1..=MAX_FPS).contains(&self.fps) {
-            return invalid("--fps", format!("expected 1 to {MAX_FPS}, got {}", self.fps));
+            return invalid(
+                "--fps",
+                format!("expected 1 to {MAX_FPS}, got {}", self.fps),
+            );
         }
         if let Some((width, height)) = self.size {
             for (option, side) in [("--width", width), ("--height", height)] {
                 if !(2..=MAX_SIDE).contains(&side) || side % 2 != 0 {
                     return invalid(
                         option,
-                        format!("expected an even number from 2 to {MAX_SIDE} (H.264 4:2:0), got {side}"),
+                        format!(
+                            "expected an even number from 2 to {MAX_SIDE} (H.264 4:2:0), got {side}"
+                        ),
                     );
                 }
             }
         }
         if !(1..=MAX_BITRATE_KBPS).contains(&self.bitrate_kbps) {
             let got = self.bitrate_kbps;
-            return invalid("--bitrate", format!("expected 1 to {MAX_BITRATE_KBPS} kbit/s, got {got}"));
+            return invalid(
+                "--bitrate",
+                format!("expected 1 to {MAX_BITRATE_KBPS} kbit/s, got {got}"),
+            );
         }
         if !valid_mount_path(&self.path) {
-            let reason = format!("expected a path like /cam (letters, digits, - _ . /), got {:?}", self.path);
+            let reason = format!(
+                "expected a path like /cam (letters, digits, - _ . /), got {:?}",
+                self.path
+            );
             return invalid("--path", reason);
         }
         Ok(())
@@ -82,7 +95,9 @@ fn valid_mount_path(path: &str) -> bool {
         && path.starts_with('/')
         && !path.ends_with('/')
         && !path.contains("//")
-        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
 }
 
 /// `rtsp://ip:port/path`, with brackets around an IPv6 address.
@@ -115,15 +130,36 @@ mod tests {
 
     #[test]
     fn odd_width_is_rejected_naming_the_option() {
-        let opts = TestCamOptions { size: Some((641, 480)), ..TestCamOptions::new("/x.avi") };
+        let opts = TestCamOptions {
+            size: Some((641, 480)),
+            ..TestCamOptions::new("/x.avi")
+        };
         let err = opts.validate().unwrap_err();
-        assert!(matches!(err, TestCamError::InvalidOption { option: "--width", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TestCamError::InvalidOption {
+                    option: "--width",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn zero_fps_is_rejected() {
-        let opts = TestCamOptions { fps: 0, ..TestCamOptions::new("/x.avi") };
-        assert!(matches!(opts.validate(), Err(TestCamError::InvalidOption { option: "--fps", .. })));
+        let opts = TestCamOptions {
+            fps: 0,
+            ..TestCamOptions::new("/x.avi")
+        };
+        assert!(matches!(
+            opts.validate(),
+            Err(TestCamError::InvalidOption {
+                option: "--fps",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -137,8 +173,14 @@ mod tests {
 
     #[test]
     fn url_brackets_ipv6() {
-        assert_eq!(rtsp_url("127.0.0.1".parse().unwrap(), 8554, "/cam"), "rtsp://127.0.0.1:8554/cam");
-        assert_eq!(rtsp_url("::1".parse().unwrap(), 1, "/c"), "rtsp://[::1]:1/c");
+        assert_eq!(
+            rtsp_url("127.0.0.1".parse().unwrap(), 8554, "/cam"),
+            "rtsp://127.0.0.1:8554/cam"
+        );
+        assert_eq!(
+            rtsp_url("::1".parse().unwrap(), 1, "/c"),
+            "rtsp://[::1]:1/c"
+        );
     }
 
     #[test]

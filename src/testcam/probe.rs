@@ -46,39 +46,61 @@ impl SourceInfo {
 /// Prerolls the file and reports its kind (by the type-found caps: `image/*` is a still) and
 /// its decoded size.
 pub(crate) fn probe(path: &Path) -> Result<SourceInfo, TestCamError> {
-    let undecodable = |reason: String| TestCamError::Undecodable { path: path.to_owned(), reason };
+    let undecodable = |reason: String| TestCamError::Undecodable {
+        path: path.to_owned(),
+        reason,
+    };
     let pipeline = gst::parse::launch(
         "filesrc name=file ! typefind name=typefind ! decodebin ! videoconvert ! fakesink name=sink",
     )
     .map_err(|e| TestCamError::Gstreamer(format!("probe pipeline: {e}")))?
     .downcast::<gst::Pipeline>()
     .expect("a launch line with several elements is a pipeline");
-    let by_name = |name| pipeline.by_name(name).expect("element named in the launch line");
+    let by_name = |name| {
+        pipeline
+            .by_name(name)
+            .expect("element named in the launch line")
+    };
     by_name("file").set_property("location", path.to_string_lossy().as_ref());
 
     let prerolled = pipeline.set_state(gst::State::Paused).is_ok()
-        && pipeline.state(gst::ClockTime::from_nseconds(PREROLL_TIMEOUT.as_nanos() as u64)).0.is_ok();
+        && pipeline
+            .state(gst::ClockTime::from_nseconds(
+                PREROLL_TIMEOUT.as_nanos() as u64
+            ))
+            .0
+            .is_ok();
     let result = if prerolled {
         let found = by_name("typefind").property::<Option<gst::Caps>>("caps");
-        let decoded = by_name("sink").static_pad("sink").and_then(|pad| pad.current_caps());
+        let decoded = by_name("sink")
+            .static_pad("sink")
+            .and_then(|pad| pad.current_caps());
         match (found, decoded) {
             (Some(found), Some(decoded)) => describe(&found, &decoded).map_err(undecodable),
             _ => Err(undecodable("no video stream found".to_owned())),
         }
     } else {
-        Err(undecodable(first_error(&pipeline).unwrap_or_else(|| "preroll timed out".to_owned())))
+        Err(undecodable(
+            first_error(&pipeline).unwrap_or_else(|| "preroll timed out".to_owned()),
+        ))
     };
     let _ = pipeline.set_state(gst::State::Null);
     result
 }
 
 fn describe(found: &gst::Caps, decoded: &gst::Caps) -> Result<SourceInfo, String> {
-    let still = found.structure(0).is_some_and(|s| s.name().starts_with("image/"));
+    let still = found
+        .structure(0)
+        .is_some_and(|s| s.name().starts_with("image/"));
     let video = gst_video::VideoInfo::from_caps(decoded)
         .map_err(|e| format!("unexpected decoded caps {decoded}: {e}"))?;
     let par = video.par();
     Ok(SourceInfo {
-        kind: if still { SourceKind::Still } else { SourceKind::Video },
+        kind: if still {
+            SourceKind::Still
+        } else {
+            SourceKind::Video
+        },
         width: video.width(),
         height: video.height(),
         par: (par.numer(), par.denom()),
@@ -89,7 +111,9 @@ fn describe(found: &gst::Caps, decoded: &gst::Caps) -> Result<SourceInfo, String
 fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
     let bus = pipeline.bus()?;
     let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
-    let gst::MessageView::Error(err) = msg.view() else { return None };
+    let gst::MessageView::Error(err) = msg.view() else {
+        return None;
+    };
     Some(match err.debug() {
         Some(debug) => format!("{} ({debug})", err.error()),
         None => err.error().to_string(),
@@ -102,13 +126,23 @@ mod tests {
 
     #[test]
     fn non_square_pixels_widen_the_natural_size() {
-        let info = SourceInfo { kind: SourceKind::Video, width: 720, height: 576, par: (16, 15) };
+        let info = SourceInfo {
+            kind: SourceKind::Video,
+            width: 720,
+            height: 576,
+            par: (16, 15),
+        };
         assert_eq!(info.natural_size(), (768, 576));
     }
 
     #[test]
     fn odd_image_sizes_become_even() {
-        let info = SourceInfo { kind: SourceKind::Still, width: 950, height: 245, par: (1, 1) };
+        let info = SourceInfo {
+            kind: SourceKind::Still,
+            width: 950,
+            height: 245,
+            par: (1, 1),
+        };
         assert_eq!(info.natural_size(), (950, 244));
     }
 }

@@ -39,16 +39,24 @@ impl Server {
     ) -> Result<Self, TestCamError> {
         for element in ["appsrc", "x264enc", "rtph264pay"] {
             if gst::ElementFactory::find(element).is_none() {
-                return Err(TestCamError::Gstreamer(format!("element {element} is not installed")));
+                return Err(TestCamError::Gstreamer(format!(
+                    "element {element} is not installed"
+                )));
             }
         }
         let factory = media_factory(opts, caps.clone(), target);
         let server = rtsp::RTSPServer::new();
         server.set_address(&opts.listen.ip().to_string());
         server.set_service(&opts.listen.port().to_string());
-        server.mount_points().expect("a new server has mount points").add_factory(&opts.path, factory);
+        server
+            .mount_points()
+            .expect("a new server has mount points")
+            .add_factory(&opts.path, factory);
 
-        let bind_err = |reason: String| TestCamError::Bind { addr: opts.listen, reason };
+        let bind_err = |reason: String| TestCamError::Bind {
+            addr: opts.listen,
+            reason,
+        };
         let listening = server
             .attach(Some(context))
             .map_err(|_| bind_err("the address is in use or not local".to_owned()))?;
@@ -56,14 +64,21 @@ impl Server {
             .map_err(|_| bind_err(format!("bound port {} reported", server.bound_port())))?;
 
         // Sessions of clients that vanished without a TEARDOWN expire here.
-        let pool = server.session_pool().expect("a new server has a session pool");
+        let pool = server
+            .session_pool()
+            .expect("a new server has a session pool");
         let reaper = pool.create_watch(Some("testcam-sessions"), glib::Priority::DEFAULT, |pool| {
             pool.cleanup();
             glib::ControlFlow::Continue
         });
         let reaper = reaper.attach(Some(context));
         tracing::debug!(port, path = %opts.path, "RTSP server is listening.");
-        Ok(Self { server, context: context.clone(), sources: vec![listening, reaper], port })
+        Ok(Self {
+            server,
+            context: context.clone(),
+            sources: vec![listening, reaper],
+            port,
+        })
     }
 
     /// The TCP port actually bound.
@@ -86,7 +101,11 @@ impl Server {
     }
 }
 
-fn media_factory(opts: &TestCamOptions, caps: gst::Caps, target: AppSrcTarget) -> rtsp::RTSPMediaFactory {
+fn media_factory(
+    opts: &TestCamOptions,
+    caps: gst::Caps,
+    target: AppSrcTarget,
+) -> rtsp::RTSPMediaFactory {
     let factory = rtsp::RTSPMediaFactory::new();
     factory.set_launch(&format!(
         "( appsrc name=src is-live=true format=time do-timestamp=true max-buffers=2 \
@@ -151,6 +170,7 @@ fn attach_media(media: &rtsp::RTSPMedia, caps: &gst::Caps, target: &AppSrcTarget
 /// the time the packet left, which the default adds the pipeline latency to.
 fn tune_rtpbin(rtpbin: &gst::Element) {
     rtpbin.set_property("rtcp-sync-send-time", false);
+    tracing::debug!(rtpbin = %rtpbin.name(), "RTCP sync set to capture time.");
 }
 
 /// Sender reports every [`RTCP_INTERVAL`] rather than every 5 s, so a client that joins the
@@ -159,6 +179,7 @@ fn shorten_rtcp_interval(media: &rtsp::RTSPMedia) {
     for stream in (0..media.n_streams()).filter_map(|i| media.stream(i)) {
         if let Some(session) = stream.rtpsession() {
             session.set_property("rtcp-min-interval", RTCP_INTERVAL.as_nanos() as u64);
+            tracing::debug!(interval = ?RTCP_INTERVAL, "RTCP interval shortened.");
         }
     }
 }

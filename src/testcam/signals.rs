@@ -19,24 +19,34 @@ impl SignalWatch {
     /// Installs the handlers now (so a signal right after start is not lost) and waits for
     /// the first one on a thread of its own.
     pub(crate) fn install(stopper: Stopper) -> io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let (mut interrupt, mut terminate) = {
             let _entered = runtime.enter();
-            (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?)
+            (
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            )
         };
         let (done, finished) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("testcam-signals".into()).spawn(move || {
-            runtime.block_on(async move {
-                let name = tokio::select! {
-                    _ = interrupt.recv() => "SIGINT",
-                    _ = terminate.recv() => "SIGTERM",
-                    _ = finished => return,
-                };
-                tracing::info!(signal = name, "Stopping on signal.");
-                stopper.stop();
-            });
-        })?;
-        Ok(Self { done: Some(done), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("testcam-signals".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let name = tokio::select! {
+                        _ = interrupt.recv() => "SIGINT",
+                        _ = terminate.recv() => "SIGTERM",
+                        _ = finished => return,
+                    };
+                    tracing::info!(signal = name, "Stopping on signal.");
+                    stopper.stop();
+                });
+            })?;
+        Ok(Self {
+            done: Some(done),
+            thread: Some(thread),
+        })
     }
 }
 

@@ -69,7 +69,11 @@ impl LoopingSource {
         spec: FrameSpec,
         on_error: impl Fn(TestCamError) + Send + Sync + 'static,
     ) -> Result<Self, TestCamError> {
-        let freeze = if kind == SourceKind::Still { "imagefreeze ! " } else { "" };
+        let freeze = if kind == SourceKind::Still {
+            "imagefreeze ! "
+        } else {
+            ""
+        };
         let line = format!(
             "filesrc name=file ! decodebin ! {freeze}videorate ! videoscale add-borders=false \
              ! videoconvert ! capsfilter name=caps ! appsink name=sink sync=false max-buffers=1 \
@@ -82,11 +86,17 @@ impl LoopingSource {
             .map_err(|e| gst_err("launch", &e))?
             .downcast::<gst::Pipeline>()
             .expect("a launch line with several elements is a pipeline");
-        let by_name = |name| pipeline.by_name(name).expect("element named in the launch line");
+        let by_name = |name| {
+            pipeline
+                .by_name(name)
+                .expect("element named in the launch line")
+        };
         by_name("file").set_property("location", path.to_string_lossy().as_ref());
         let caps = spec.caps();
         by_name("caps").set_property("caps", &caps);
-        let sink = by_name("sink").downcast::<gst_app::AppSink>().expect("appsink");
+        let sink = by_name("sink")
+            .downcast::<gst_app::AppSink>()
+            .expect("appsink");
 
         let bus = pipeline.bus().expect("a pipeline has a bus");
         let failed = AtomicBool::new(false);
@@ -96,13 +106,21 @@ impl LoopingSource {
             {
                 let src = msg.src().map(|s| s.path_string()).unwrap_or_default();
                 let debug = err.debug().unwrap_or_default();
-                on_error(TestCamError::Gstreamer(format!("{src}: {} ({debug})", err.error())));
+                on_error(TestCamError::Gstreamer(format!(
+                    "{src}: {} ({debug})",
+                    err.error()
+                )));
             }
             gst::BusSyncReply::Drop
         });
 
         let started = pipeline.set_state(gst::State::Playing).is_ok()
-            && pipeline.state(gst::ClockTime::from_nseconds(START_TIMEOUT.as_nanos() as u64)).0.is_ok();
+            && pipeline
+                .state(gst::ClockTime::from_nseconds(
+                    START_TIMEOUT.as_nanos() as u64
+                ))
+                .0
+                .is_ok();
         if !started {
             let _ = pipeline.set_state(gst::State::Null);
             return Err(TestCamError::Gstreamer(format!(
@@ -124,7 +142,13 @@ impl LoopingSource {
             .name("testcam-feeder".into())
             .spawn(move || feeder.run())
             .map_err(|e| TestCamError::Gstreamer(format!("feeder thread: {e}")))?;
-        Ok(Self { pipeline, caps, target, stop, feeder: Some(feeder) })
+        Ok(Self {
+            pipeline,
+            caps,
+            target,
+            stop,
+            feeder: Some(feeder),
+        })
     }
 
     /// The fixed caps of every frame (for the `appsrc`).
@@ -185,9 +209,10 @@ impl Feeder {
                 }
                 None => {}
             }
-            let (Some(frame), Some(appsrc)) =
-                (latest.as_ref(), self.target.lock().expect("appsrc target").clone())
-            else {
+            let (Some(frame), Some(appsrc)) = (
+                latest.as_ref(),
+                self.target.lock().expect("appsrc target").clone(),
+            ) else {
                 continue;
             };
             // A shallow copy (memory shared) whose timestamps appsrc will set.
@@ -221,6 +246,8 @@ impl Feeder {
             return None;
         }
         let wait = gst::ClockTime::from_nseconds(self.period.as_nanos() as u64 / 2);
-        self.sink.try_pull_sample(wait).and_then(|sample| sample.buffer_owned())
+        self.sink
+            .try_pull_sample(wait)
+            .and_then(|sample| sample.buffer_owned())
     }
 }
