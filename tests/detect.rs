@@ -96,3 +96,23 @@ fn an_empty_scene_keeps_publishing_entries_with_no_detections() {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq increases: {seqs:?}");
     drop(daemon);
 }
+
+#[test]
+fn an_h265_camera_is_decoded_too() {
+    let redis = Redis::start();
+    let cam = TestCam::start_with(&fixture("licenseplate_motion.jpg"), free_port(), &["--codec", "h265"]);
+    let config = ConfigDir::new(&redis.url(), "");
+    config.camera("rear", &cam.url, "");
+    let daemon = Daemon::start(&config);
+    let key = config.stream_key("rear");
+
+    let entry = wait_for(Duration::from_secs(30), "an entry with the car", || {
+        redis.entries(&key).into_iter().map(|(_, e)| e).find(|e| {
+            detections(e).iter().any(|(c, _, b)| c == "car" && iou(*b, [4.0, 21.0, 598.0, 467.0]) >= 0.5)
+        })
+    });
+    assert_eq!((entry["w"].as_str(), entry["h"].as_str()), ("600", "482"));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert!(log.contains("codec=H265"), "{log}");
+}

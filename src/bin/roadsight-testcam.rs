@@ -1,5 +1,5 @@
 //! `roadsight-testcam`: an RTSP test camera serving a video file or a still image, looped, as
-//! live H.264. Prints `roadsight-testcam: serving <url>` on stdout once listening.
+//! live H.264 or H.265. Prints `roadsight-testcam: serving <url>` on stdout once listening.
 //!
 //! Exit codes: 0 on SIGINT/SIGTERM, 64 bad usage, 65 source does not decode, 66 source missing,
 //! 69 cannot listen, 70 GStreamer failure, 71 signal set-up failure.
@@ -34,9 +34,12 @@ struct Cli {
     /// Output height (even); needs --width.
     #[arg(long, requires = "width")]
     height: Option<u32>,
-    /// H.264 bit rate, kbit/s.
+    /// Bit rate, kbit/s.
     #[arg(long, value_name = "KBPS", default_value_t = testcam::DEFAULT_BITRATE_KBPS)]
     bitrate: u32,
+    /// Video codec.
+    #[arg(long, value_enum, default_value_t = testcam::VideoCodec::H264)]
+    codec: testcam::VideoCodec,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         fps: cli.fps,
         size: cli.width.zip(cli.height),
         bitrate_kbps: cli.bitrate,
+        codec: cli.codec,
     };
     match serve(opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 pub use camera::{RunningTestCam, Stopper, TestCam};
 pub use options::{
-    DEFAULT_BITRATE_KBPS, DEFAULT_FPS, DEFAULT_LISTEN, DEFAULT_PATH, TestCamOptions,
+    DEFAULT_BITRATE_KBPS, DEFAULT_FPS, DEFAULT_LISTEN, DEFAULT_PATH, TestCamOptions, VideoCodec,
 };
 
 /// Why the test camera could not start or stopped.

@@ -11,12 +11,32 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8554";
 pub const DEFAULT_PATH: &str = "/cam";
 /// Default frame rate of the served stream, frames per second.
 pub const DEFAULT_FPS: u32 = 10;
-/// Default H.264 bit rate, kbit/s.
+/// Default bit rate, kbit/s.
 pub const DEFAULT_BITRATE_KBPS: u32 = 2000;
 
 const MAX_FPS: u32 = 120;
 const MAX_SIDE: u32 = 8192;
 const MAX_BITRATE_KBPS: u32 = 100_000;
+
+/// The video codec the camera sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum VideoCodec {
+    /// H.264 (`x264enc`), what most IP cameras send.
+    #[default]
+    H264,
+    /// H.265 / HEVC (`x265enc`).
+    H265,
+}
+
+impl VideoCodec {
+    /// The encoder and payloader elements, for the launch line and the install check.
+    pub(crate) fn elements(self) -> [&'static str; 2] {
+        match self {
+            VideoCodec::H264 => ["x264enc", "rtph264pay"],
+            VideoCodec::H265 => ["x265enc", "rtph265pay"],
+        }
+    }
+}
 
 /// What to serve and how.
 #[derive(Debug, Clone)]
@@ -31,8 +51,10 @@ pub struct TestCamOptions {
     pub fps: u32,
     /// Output width × height, both even; `None` keeps the source's size (rounded down to even).
     pub size: Option<(u32, u32)>,
-    /// H.264 bit rate in kbit/s (default [`DEFAULT_BITRATE_KBPS`]).
+    /// Bit rate in kbit/s (default [`DEFAULT_BITRATE_KBPS`]).
     pub bitrate_kbps: u32,
+    /// Codec of the stream (default H.264).
+    pub codec: VideoCodec,
 }
 
 impl TestCamOptions {
@@ -47,6 +69,7 @@ impl TestCamOptions {
             fps: DEFAULT_FPS,
             size: None,
             bitrate_kbps: DEFAULT_BITRATE_KBPS,
+            codec: VideoCodec::default(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! The RTSP side: one shared media factory whose pipeline is a live `appsrc` (fed by
-//! [`super::source`]) → `x264enc` (zerolatency, ultrafast) → `rtph264pay name=pay0`.
+//! [`super::source`]) → `x264enc` or `x265enc` (zerolatency, ultrafast) → `rtph26xpay name=pay0`.
 //!
 //! The media pipeline runs on a dedicated `CLOCK_REALTIME` system clock, so running time and
 //! wall-clock time advance together; rtpbin's RTCP sender reports (on by default) map RTP time
@@ -14,7 +14,7 @@ use gstreamer_app as gst_app;
 use gstreamer_rtsp_server as rtsp;
 use gstreamer_rtsp_server::prelude::*;
 
-use super::options::key_int_max;
+use super::options::{VideoCodec, key_int_max};
 use super::source::AppSrcTarget;
 use super::{TestCamError, TestCamOptions};
 
@@ -37,7 +37,7 @@ impl Server {
         target: AppSrcTarget,
         context: &glib::MainContext,
     ) -> Result<Self, TestCamError> {
-        for element in ["appsrc", "x264enc", "rtph264pay"] {
+        for element in ["appsrc"].into_iter().chain(opts.codec.elements()) {
             if gst::ElementFactory::find(element).is_none() {
                 return Err(TestCamError::Gstreamer(format!(
                     "element {element} is not installed"
@@ -107,13 +107,21 @@ fn media_factory(
     target: AppSrcTarget,
 ) -> rtsp::RTSPMediaFactory {
     let factory = rtsp::RTSPMediaFactory::new();
+    let (key_int, bitrate) = (key_int_max(opts.fps), opts.bitrate_kbps);
+    let encode = match opts.codec {
+        VideoCodec::H264 => format!(
+            "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key_int} \
+             bitrate={bitrate} byte-stream=true ! rtph264pay name=pay0 pt=96 config-interval=-1"
+        ),
+        VideoCodec::H265 => format!(
+            "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={key_int} \
+             bitrate={bitrate} ! video/x-h265,stream-format=byte-stream \
+             ! rtph265pay name=pay0 pt=96 config-interval=-1"
+        ),
+    };
     factory.set_launch(&format!(
         "( appsrc name=src is-live=true format=time do-timestamp=true max-buffers=2 \
-         leaky-type=downstream ! x264enc tune=zerolatency speed-preset=ultrafast \
-         key-int-max={key_int} bitrate={bitrate} byte-stream=true \
-         ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
-        key_int = key_int_max(opts.fps),
-        bitrate = opts.bitrate_kbps,
+         leaky-type=downstream ! {encode} )"
     ));
     // One live stream for every client, as a real camera has.
     factory.set_shared(true);

@@ -150,10 +150,16 @@ pub struct TestCam {
 impl TestCam {
     /// Serves `source` at rtsp://127.0.0.1:`port`/cam and waits until it listens.
     pub fn start(source: &Path, port: u16) -> TestCam {
+        TestCam::start_with(source, port, &[])
+    }
+
+    /// As [`TestCam::start`], with more command-line options (e.g. `--codec h265`).
+    pub fn start_with(source: &Path, port: u16, extra: &[&str]) -> TestCam {
         let mut child = Command::new(env!("CARGO_BIN_EXE_roadsight-testcam"))
             .arg("--source")
             .arg(source)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--path", "/cam", "--fps", "10"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
