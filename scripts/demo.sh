@@ -40,8 +40,14 @@ pids+=("$daemon")
 echo "demo: roadsightd started (log: shown at the end); following the stream for ${seconds}s"
 target/release/roadsightd watch --config configs/demo/roadsight.toml --seconds "$seconds"
 
+if ! kill -0 "$daemon" 2>/dev/null; then
+  echo "demo: roadsightd is not running; its log:" >&2
+  cat "$work/roadsightd.log" >&2
+  exit 1
+fi
+rss_kib=$(ps -o rss= -p "$daemon" | tr -d ' ')
 kill -TERM "$daemon"; wait "$daemon" || true
 echo
+echo "demo: roadsightd RSS at the end: $((rss_kib / 1024)) MiB"
 echo "demo: roadsightd's own account (frames captured/processed/published/dropped by reason):"
 grep -E "Camera summary|ERROR|WARN" "$work/roadsightd.log" | sed 's/^/  /' || true
-ps -o rss=,cmd= -p "$daemon" 2>/dev/null || true

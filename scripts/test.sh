@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export ORT_DYLIB_PATH="$PWD/.local/onnxruntime/lib/libonnxruntime.so"
 cargo build --all-targets --quiet
-cargo test --quiet -- --test-threads=1
+cargo test --lib --bins --tests --quiet -- --test-threads=1

@@ -1,21 +1,43 @@
 //! `roadsightd check`: the config is already validated by loading it; this loads the model
 //! (which also checks its input and its output against the configured decoder) and prints a
-//! summary an operator can read. Secrets never appear: URLs are redacted, credentials are
-//! named, not read.
+//! summary an operator can read. Credentials are read to prove they exist and are well
+//! formed, never printed; URLs are redacted.
 
 use std::fmt::Write as _;
 
 use crate::capture::decoder_summary;
 use crate::config::{Config, Provider};
-use crate::credentials::redact_url;
+use crate::credentials::{self, redact_url};
 use crate::infer::{Detector, InferError};
 
-/// Loads the model and returns the summary text.
+/// Why `check` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// A named credential is missing or malformed (the message names file and field).
+    #[error("{0}")]
+    Credential(String),
+    #[error(transparent)]
+    Infer(#[from] InferError),
+}
+
+impl CheckError {
+    /// Whether the operator fixes this in the configuration (exit 78) rather than by installing
+    /// something (exit 69).
+    pub fn is_config(&self) -> bool {
+        match self {
+            CheckError::Credential(_) => true,
+            CheckError::Infer(e) => e.is_config(),
+        }
+    }
+}
+
+/// Reads every named credential (without printing it), loads the model and returns the summary.
 ///
 /// # Errors
-/// The model cannot be loaded or does not fit the decoder ([`InferError::is_config`]), or
-/// ONNX Runtime itself is missing.
-pub fn check(config: &Config) -> Result<String, InferError> {
+/// A credential is missing or malformed, the model cannot be loaded or does not fit the
+/// decoder, or ONNX Runtime itself is missing.
+pub fn check(config: &Config) -> Result<String, CheckError> {
+    check_credentials(config)?;
     let detector = Detector::open(&config.model)?;
     let shape = detector.shape();
     let mut out = String::new();
@@ -56,6 +78,23 @@ pub fn check(config: &Config) -> Result<String, InferError> {
     }
     let _ = writeln!(out, "ok");
     Ok(out)
+}
+
+fn check_credentials(config: &Config) -> Result<(), CheckError> {
+    let dir = config.capture.credentials_dir.as_deref();
+    if let Some(name) = &config.redis.credential {
+        credentials::read(name, dir).map_err(|e| {
+            CheckError::Credential(format!("{}: field `redis.credential`: {e}", config.file.display()))
+        })?;
+    }
+    for cam in config.cameras.iter().filter(|c| c.enabled) {
+        if let Some(name) = &cam.credential {
+            credentials::read_user_password(name, dir).map_err(|e| {
+                CheckError::Credential(format!("{}: field `credential`: {e}", cam.file.display()))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn credential_note(name: Option<&str>) -> String {

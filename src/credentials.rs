@@ -62,14 +62,30 @@ pub fn read_user_password(name: &str, fallback_dir: Option<&Path>) -> Result<(St
     }
 }
 
-/// The URL with any password replaced by `***`, for logs and `check` output.
+/// Query parameters some cameras take credentials in (`?user=admin&password=…`).
+const SECRET_QUERY_KEYS: [&str; 8] = ["password", "passwd", "pass", "pwd", "token", "secret", "key", "auth"];
+
+/// The URL with any password (user info, or a secret-looking query parameter) replaced by
+/// `***`, for logs and `check` output.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            let secret = |k: &str| SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str());
+            if parsed.query_pairs().any(|(k, _)| secret(&k)) {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if secret(&k) { "***".to_owned() } else { v.into_owned() };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             parsed.to_string()
         }
-        Ok(_) => url.to_owned(),
         // Unparseable: keep the scheme and host part only if there is no user info.
         Err(_) if url.contains('@') => "<url with credentials, unparseable>".to_owned(),
         Err(_) => url.to_owned(),
@@ -91,6 +107,8 @@ mod tests {
         assert_eq!(redact_url("rtsp://admin:hunter2@10.0.0.1/s"), "rtsp://admin:***@10.0.0.1/s");
         assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert!(!redact_url("rtsp://a:hunter2@[bad").contains("hunter2"));
+        let q = redact_url("rtsp://10.0.0.1/live?channel=1&user=admin&Password=hunter2");
+        assert_eq!(q, "rtsp://10.0.0.1/live?channel=1&user=admin&Password=***");
     }
 
     #[test]

@@ -66,6 +66,19 @@ pub struct Frame {
     pub pixels: gstreamer::MappedBuffer<gstreamer::buffer::Readable>,
 }
 
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame")
+            .field("camera", &self.camera.id)
+            .field("seq", &self.seq)
+            .field("ts_us", &self.ts_us)
+            .field("clock", &self.clock)
+            .field("letterbox", &self.letterbox)
+            .field("bytes", &self.pixels.len())
+            .finish()
+    }
+}
+
 /// One detected object, box in source pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Detection {

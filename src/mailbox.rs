@@ -39,16 +39,18 @@ impl Mailboxes {
     }
 
     /// Leaves `frame` for the inference thread; returns the unprocessed frame it replaced.
-    /// After [`Mailboxes::close`] the frame is handed straight back.
-    pub(crate) fn put(&self, slot: CameraSlot, frame: Frame) -> Option<Frame> {
+    ///
+    /// # Errors
+    /// After [`Mailboxes::close`] the frame is refused and handed back.
+    pub(crate) fn put(&self, slot: CameraSlot, frame: Frame) -> Result<Option<Frame>, Frame> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if slots.closed {
-            return Some(frame);
+            return Err(frame);
         }
         let stale = slots.frames[slot].replace(frame);
         drop(slots);
         self.ready.notify_one();
-        stale
+        Ok(stale)
     }
 
     /// Takes the next frame, round-robin over cameras, waiting up to `timeout` for one.
@@ -133,8 +135,8 @@ pub(crate) mod tests {
     fn a_newer_frame_replaces_an_unprocessed_one() {
         let boxes = Mailboxes::new(1);
         let cam = camera("a");
-        assert!(boxes.put(0, frame(&cam, 1)).is_none());
-        let stale = boxes.put(0, frame(&cam, 2)).expect("the first frame comes back");
+        assert!(boxes.put(0, frame(&cam, 1)).unwrap().is_none());
+        let stale = boxes.put(0, frame(&cam, 2)).unwrap().expect("the first frame comes back");
         assert_eq!(stale.seq, 1);
         assert_eq!(seq(boxes.take(Duration::ZERO)), Some(("a".into(), 2)));
         assert!(matches!(boxes.take(Duration::from_millis(10)), Take::Idle));
@@ -147,7 +149,7 @@ pub(crate) mod tests {
         let mut order = Vec::new();
         for round in 0..2 {
             for (slot, cam) in cams.iter().enumerate() {
-                boxes.put(slot, frame(cam, round));
+                boxes.put(slot, frame(cam, round)).unwrap();
             }
             for _ in 0..3 {
                 order.push(seq(boxes.take(Duration::ZERO)).unwrap().0);
@@ -155,10 +157,10 @@ pub(crate) mod tests {
         }
         assert_eq!(order, ["a", "b", "c", "a", "b", "c"]);
         // A busy camera cannot starve a slow one: after serving `a`, `b` comes next.
-        boxes.put(0, frame(&cams[0], 9));
-        boxes.put(1, frame(&cams[1], 9));
+        boxes.put(0, frame(&cams[0], 9)).unwrap();
+        boxes.put(1, frame(&cams[1], 9)).unwrap();
         assert_eq!(seq(boxes.take(Duration::ZERO)).unwrap().0, "a");
-        boxes.put(0, frame(&cams[0], 10));
+        boxes.put(0, frame(&cams[0], 10)).unwrap();
         assert_eq!(seq(boxes.take(Duration::ZERO)).unwrap().0, "b");
     }
 
@@ -166,9 +168,9 @@ pub(crate) mod tests {
     fn close_drains_waiting_frames_then_reports_closed() {
         let boxes = Arc::new(Mailboxes::new(2));
         let cam = camera("a");
-        boxes.put(1, frame(&cam, 5));
+        boxes.put(1, frame(&cam, 5)).unwrap();
         boxes.close();
-        assert!(boxes.put(0, frame(&cam, 6)).is_some(), "refused after close");
+        assert!(boxes.put(0, frame(&cam, 6)).is_err(), "refused after close");
         assert_eq!(seq(boxes.take(Duration::ZERO)), Some(("a".into(), 5)));
         assert!(matches!(boxes.take(Duration::ZERO), Take::Closed));
     }
@@ -180,7 +182,7 @@ pub(crate) mod tests {
         let b = Arc::clone(&boxes);
         let waiter = std::thread::spawn(move || seq(b.take(Duration::from_secs(10))));
         std::thread::sleep(Duration::from_millis(50));
-        boxes.put(0, frame(&cam, 3));
+        boxes.put(0, frame(&cam, 3)).unwrap();
         assert_eq!(waiter.join().unwrap(), Some(("a".into(), 3)));
     }
 }

@@ -68,6 +68,10 @@ fn main() -> ExitCode {
                 print!("{summary}");
                 ExitCode::SUCCESS
             }
+            Err(e @ check::CheckError::Credential(_)) => {
+                eprintln!("roadsightd: check failed: {e}");
+                ExitCode::from(exit::CONFIG)
+            }
             Err(e) => {
                 eprintln!("roadsightd: check failed: {}: {e}", config.file.display());
                 ExitCode::from(if e.is_config() { exit::CONFIG } else { exit::UNAVAILABLE })
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
 }
 
 fn run(config: config::Config) -> ExitCode {
+    let file = config.file.clone();
     if let Err(e) = gstreamer::init() {
         eprintln!("roadsightd: cannot initialise GStreamer: {e}");
         return ExitCode::from(exit::SOFTWARE);
@@ -94,13 +99,18 @@ fn run(config: config::Config) -> ExitCode {
     match runtime().block_on(supervisor::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "roadsightd cannot run.");
-            ExitCode::from(match e {
+            let code = match e {
                 supervisor::RunError::Infer(ref i) if i.is_config() => exit::CONFIG,
                 supervisor::RunError::Publish(_) => exit::CONFIG,
                 supervisor::RunError::Io(_) => exit::SOFTWARE,
                 _ => exit::UNAVAILABLE,
-            })
+            };
+            if code == exit::CONFIG {
+                tracing::error!(config = %file.display(), error = %e, "roadsightd cannot run: configuration error.");
+            } else {
+                tracing::error!(error = %e, "roadsightd cannot run.");
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -19,7 +19,12 @@ use crate::mailbox::Mailboxes;
 use crate::publish::{self, EntryContext, PublishError, PublishQueue, RedisTarget};
 use crate::telemetry::{DropReason, Metrics};
 
-/// How long the publisher may keep flushing after a stop signal.
+/// How long the cameras' pipelines may take to tear down after a stop signal.
+const CAPTURE_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long inference may take to finish the frames it holds.
+const INFER_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the publisher may keep flushing once inference is done. With the two above, a
+/// stop takes at most 10 s (the unit's `TimeoutStopSec` is 15 s).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Silence of the inference thread after which it is reported as stalled.
 const INFER_STALL: Duration = Duration::from_secs(10);
@@ -117,13 +122,25 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             std::process::exit(130);
         }
     });
-    stop_capture.cancel();
     stall_watch.abort();
-    tracker.wait().await;
+    // Each step is bounded, so a camera stuck in teardown or a wedged model cannot hold the
+    // stop past systemd's timeout; what is left unconfirmed is counted, never silently lost.
+    stop_capture.cancel();
+    if tokio::time::timeout(CAPTURE_STOP_TIMEOUT, tracker.wait()).await.is_err() {
+        tracing::warn!(stage = "capture", "Some cameras did not stop in time; going on.");
+    }
     mailboxes.close();
+    let joined = tokio::task::spawn_blocking(move || infer_thread.join());
+    if tokio::time::timeout(INFER_STOP_TIMEOUT, joined).await.is_err() {
+        tracing::error!(stage = "infer", "Inference thread did not finish its frames in time; going on.");
+        queue.close();
+    }
     stop_publish.cancel();
-    let _ = tokio::task::spawn_blocking(move || infer_thread.join()).await;
     let _ = publisher.await;
+    let late = queue.discard(DropReason::Shutdown);
+    if late > 0 {
+        tracing::warn!(stage = "publish", entries = late, "Results produced after the publisher stopped; dropped.");
+    }
     log_summary(&infos);
     Ok(())
 }
@@ -154,6 +171,10 @@ async fn wait_for_redis(target: &RedisTarget) -> Result<(), RunError> {
     loop {
         match target.connect().await {
             Ok(_) => return Ok(()),
+            // A wrong password or user does not fix itself: a config error, at once.
+            Err(PublishError::Redis(e)) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+                return Err(RunError::Publish(PublishError::Config { field: "redis.credential", message: e.to_string() }));
+            }
             Err(e) if started.elapsed() >= REDIS_STARTUP_TIMEOUT => {
                 return Err(RunError::RedisUnavailable { url: target.display().to_owned(), reason: e.to_string() });
             }
@@ -219,6 +240,8 @@ fn log_summary(cameras: &[Arc<CameraInfo>]) {
             dropped_inference_error = m.dropped(DropReason::InferenceError),
             dropped_queue_full = m.dropped(DropReason::QueueFull),
             dropped_redis_error = m.dropped(DropReason::RedisError),
+            dropped_rejected = m.dropped(DropReason::Rejected),
+            dropped_capture_error = m.dropped(DropReason::CaptureError),
             dropped_shutdown = m.dropped(DropReason::Shutdown),
             reconnects = m.reconnects.get(),
             "Camera summary."

@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{ConfigDir, check, repo};
+use support::{ConfigDir, check, check_with_env, repo};
 
 fn expect_config_error(config: &ConfigDir, file: &str, field: &str) {
     let (code, out) = check(&config.path());
@@ -11,13 +11,56 @@ fn expect_config_error(config: &ConfigDir, file: &str, field: &str) {
     assert!(out.contains(field), "message names the field {field}: {out}");
 }
 
-#[test]
-fn a_good_config_passes_and_prints_a_summary() {
+/// A config whose credentials live in `<dir>/credentials/`, with the camera `north` using one.
+fn with_credentials(secret: Option<&str>) -> ConfigDir {
     let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    let text = std::fs::read_to_string(config.path()).unwrap().replace("[capture]", "[capture]\ncredentials_dir = \"credentials\"");
+    std::fs::write(config.path(), text).unwrap();
+    std::fs::create_dir(config.dir.path().join("credentials")).unwrap();
+    if let Some(secret) = secret {
+        std::fs::write(config.dir.path().join("credentials/north"), secret).unwrap();
+    }
     config.camera("north", "rtsp://10.0.0.21:554/stream1", "credential = \"north\"");
+    config
+}
+
+#[test]
+fn a_good_config_passes_and_prints_a_summary_without_secrets() {
+    let config = with_credentials(Some("viewer:hunter2\n"));
     let (code, out) = check(&config.path());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("north") && out.contains("U8Nhwc 512x512") && out.contains("[1, 100, 6]"), "{out}");
+    assert!(out.contains("credential `north`") && !out.contains("hunter2"), "{out}");
+}
+
+#[test]
+fn a_missing_credential_names_the_camera_file_and_field() {
+    let config = with_credentials(None);
+    expect_config_error(&config, "north.toml", "credential");
+}
+
+#[test]
+fn a_malformed_credential_is_reported_without_its_content() {
+    let config = with_credentials(Some("hunter2-without-user\n"));
+    let (code, out) = check(&config.path());
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("north.toml") && out.contains("user:password") && !out.contains("hunter2"), "{out}");
+}
+
+#[test]
+fn an_environment_variable_overrides_the_file() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    let (code, out) = check_with_env(&config.path(), &[("ROADSIGHT_REDIS__URL", "redis://10.9.8.7:6380")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("redis://10.9.8.7:6380"), "{out}");
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    let (code, out) = check_with_env(&config.path(), &[("ROADSIGHT_PUBLISH__QUEUE", "many")]);
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("publish.queue") && out.contains("ROADSIGHT_PUBLISH__QUEUE"), "{out}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::{ConfigDir, Daemon, Redis, TestCam, fixture, free_port, wait_for};
+use support::{ConfigDir, Daemon, Redis, TestCam, fixture, wait_for};
 
 const SCHEMA_1_FIELDS: [&str; 14] =
     ["v", "site", "cam", "run", "seq", "ts", "clock", "lat", "inf", "w", "h", "model", "n", "det"];
@@ -34,7 +34,7 @@ fn detections(entry: &HashMap<String, String>) -> Vec<(String, f64, [f64; 4])> {
 #[test]
 fn car_and_people_in_a_still_image_are_published_where_they_are() {
     let redis = Redis::start();
-    let cam = TestCam::start(&fixture("scenetext01.jpg"), free_port());
+    let cam = TestCam::start(&fixture("scenetext01.jpg"), 0);
     let config = ConfigDir::new(&redis.url(), "");
     config.camera("street", &cam.url, "");
     let daemon = Daemon::start(&config);
@@ -76,7 +76,7 @@ fn car_and_people_in_a_still_image_are_published_where_they_are() {
 #[test]
 fn an_empty_scene_keeps_publishing_entries_with_no_detections() {
     let redis = Redis::start();
-    let cam = TestCam::start(&fixture("white_car.jpg"), free_port());
+    let cam = TestCam::start(&fixture("white_car.jpg"), 0);
     let config = ConfigDir::new(&redis.url(), "");
     config.camera("side", &cam.url, "");
     let daemon = Daemon::start(&config);
@@ -100,7 +100,7 @@ fn an_empty_scene_keeps_publishing_entries_with_no_detections() {
 #[test]
 fn an_h265_camera_is_decoded_too() {
     let redis = Redis::start();
-    let cam = TestCam::start_with(&fixture("licenseplate_motion.jpg"), free_port(), &["--codec", "h265"]);
+    let cam = TestCam::start_with(&fixture("licenseplate_motion.jpg"), 0, &["--codec", "h265"]);
     let config = ConfigDir::new(&redis.url(), "");
     config.camera("rear", &cam.url, "");
     let daemon = Daemon::start(&config);

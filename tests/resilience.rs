@@ -15,7 +15,7 @@ fn count(redis: &Redis, key: &str) -> usize {
 #[test]
 fn a_dead_camera_does_not_disturb_a_live_one_and_is_picked_up_when_it_appears() {
     let redis = Redis::start();
-    let live = TestCam::start(&fixture("white_car.jpg"), free_port());
+    let live = TestCam::start(&fixture("white_car.jpg"), 0);
     let late_port = free_port();
     let config = ConfigDir::new(&redis.url(), "");
     config.camera("live", &live.url, "");
@@ -35,7 +35,8 @@ fn a_dead_camera_does_not_disturb_a_live_one_and_is_picked_up_when_it_appears() 
             last = n;
             last_change = Instant::now();
         }
-        assert!(last_change.elapsed() < Duration::from_secs(2), "the live camera stalled");
+        // 10 entries a second are expected; 3 s without one is an interruption, not jitter.
+        assert!(last_change.elapsed() < Duration::from_secs(3), "the live camera stalled");
     }
     assert_eq!(count(&redis, &late_key), 0);
     assert!(daemon.is_running());
@@ -79,7 +80,7 @@ fn a_camera_killed_mid_stream_is_reconnected_when_it_comes_back() {
 #[test]
 fn a_local_redis_crash_loses_nothing_silently() {
     let mut redis = Redis::start();
-    let cam = TestCam::start(&fixture("scenetext01.jpg"), free_port());
+    let cam = TestCam::start(&fixture("scenetext01.jpg"), 0);
     // A small queue so that the outage overflows it.
     let config = ConfigDir::new(&redis.url(), "[publish]\nqueue = 8\n");
     config.camera("yard", &cam.url, "");
@@ -100,7 +101,7 @@ fn a_local_redis_crash_loses_nothing_silently() {
     assert_eq!(code, Some(0), "{log}");
     let v = |k: &str| summary_value(&log, "yard", k).unwrap_or_else(|| panic!("{k} in summary: {log}"));
     let (captured, published) = (v("captured"), v("published"));
-    let dropped: u64 = ["stale", "inference_error", "queue_full", "redis_error", "shutdown"]
+    let dropped: u64 = ["stale", "inference_error", "queue_full", "redis_error", "rejected", "capture_error", "shutdown"]
         .iter()
         .map(|r| v(&format!("dropped_{r}")))
         .sum();
@@ -111,4 +112,30 @@ fn a_local_redis_crash_loses_nothing_silently() {
     // crash swallowed, which is counted as redis_error).
     let stored = count(&redis, &key) as u64;
     assert!(stored >= published && stored <= published + v("dropped_redis_error"), "stored {stored}, {log}");
+}
+
+#[test]
+fn stopping_while_redis_is_down_exits_cleanly_and_counts_what_was_not_flushed() {
+    let mut redis = Redis::start();
+    let cam = TestCam::start(&fixture("white_car.jpg"), 0);
+    let config = ConfigDir::new(&redis.url(), "");
+    config.camera("dock", &cam.url, "");
+    let daemon = Daemon::start(&config);
+    let key = config.stream_key("dock");
+
+    wait_for(Duration::from_secs(30), "5 entries", || (count(&redis, &key) >= 5).then_some(()));
+    redis.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    let stopping = Instant::now();
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    // Bounded drain: well inside a systemd stop timeout (the harness itself gives up at 10 s).
+    assert!(stopping.elapsed() < Duration::from_secs(10), "stop took {:?}", stopping.elapsed());
+    let v = |k: &str| summary_value(&log, "dock", k).unwrap_or_else(|| panic!("{k} in summary: {log}"));
+    let dropped: u64 = ["stale", "inference_error", "queue_full", "redis_error", "rejected", "capture_error", "shutdown"]
+        .iter()
+        .map(|r| v(&format!("dropped_{r}")))
+        .sum();
+    assert!(v("dropped_shutdown") > 0, "frames queued during the outage are counted at stop: {log}");
+    assert_eq!(v("captured"), v("published") + dropped, "{log}");
 }

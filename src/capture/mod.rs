@@ -11,7 +11,7 @@ mod rate;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use gstreamer as gst;
@@ -106,15 +106,16 @@ async fn session(shared: &Arc<CaptureShared>, shutdown: &CancellationToken) -> (
         },
         None => None,
     };
-    let epoch = Instant::now();
-    let liveness = Arc::new(pipeline::Liveness::default());
+    let liveness = Arc::new(pipeline::Liveness::new());
     let creds = user.as_ref().map(|(u, p)| (u.as_str(), p.expose()));
-    let pipeline = match pipeline::build(shared, &liveness, epoch, creds) {
+    let pipeline = match pipeline::build(shared, &liveness, creds) {
         Ok(p) => p,
         Err(CaptureError::Fatal(e)) => return (SessionEnd::Fatal(e), false),
     };
-    let end = watch(&pipeline, &liveness, epoch, shared, shutdown).await;
-    let healthy = liveness.since_last_frame(epoch).is_some();
+    let end = watch(&pipeline, &liveness, shared, shutdown).await;
+    // Only a session that streamed for a while resets the backoff: a camera that sends one
+    // frame and drops must not be hammered at the initial delay forever.
+    let healthy = liveness.streamed_for() >= shared.defaults.stall_timeout;
     // Going to Null can block while rtspsrc tears down the RTSP session: keep it off the workers.
     let _ = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Null)).await;
     (end, healthy)
@@ -123,7 +124,6 @@ async fn session(shared: &Arc<CaptureShared>, shutdown: &CancellationToken) -> (
 async fn watch(
     pipeline: &gst::Pipeline,
     liveness: &pipeline::Liveness,
-    epoch: Instant,
     shared: &CaptureShared,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
@@ -154,11 +154,11 @@ async fn watch(
                 }
             }
             _ = tick.tick() => {
-                let quiet = liveness.since_last_frame(epoch).unwrap_or_else(|| epoch.elapsed());
+                let quiet = liveness.quiet_for();
                 if quiet > stall {
                     return SessionEnd::Disconnected(format!("no frame for {} ms", quiet.as_millis()));
                 }
-                if !announced && liveness.since_last_frame(epoch).is_some() {
+                if !announced && liveness.has_frames() {
                     announced = true;
                     tracing::info!(camera = %shared.config.id, stage = "capture", "Camera live.");
                 }

@@ -23,20 +23,52 @@ use crate::publish::unix_micros;
 use crate::telemetry::DropReason;
 
 /// State the streaming threads update and the control loop reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Liveness {
-    /// Milliseconds since `epoch` of the last frame delivered (0: none yet).
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the first and the last decoded frame (0: none yet),
+    /// counting frames the fps cap drops: a camera under a low cap is alive, not stalled.
+    first_frame_ms: AtomicU64,
     last_frame_ms: AtomicU64,
     /// Source width << 32 | height, from the decoder's output caps.
     source_size: AtomicU64,
 }
 
 impl Liveness {
-    pub(crate) fn since_last_frame(&self, epoch: Instant) -> Option<Duration> {
-        match self.last_frame_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(epoch.elapsed().saturating_sub(Duration::from_millis(ms))),
+    pub(crate) fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            first_frame_ms: AtomicU64::new(0),
+            last_frame_ms: AtomicU64::new(0),
+            source_size: AtomicU64::new(0),
         }
+    }
+
+    /// Records a decoded frame.
+    fn frame_decoded(&self) {
+        let ms = (self.epoch.elapsed().as_millis() as u64).max(1);
+        self.last_frame_ms.store(ms, Ordering::Relaxed);
+        let _ = self.first_frame_ms.compare_exchange(0, ms, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Time since the last decoded frame, or since the session started if none came yet.
+    pub(crate) fn quiet_for(&self) -> Duration {
+        match self.last_frame_ms.load(Ordering::Relaxed) {
+            0 => self.epoch.elapsed(),
+            ms => self.epoch.elapsed().saturating_sub(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Whether any frame was decoded in this session.
+    pub(crate) fn has_frames(&self) -> bool {
+        self.last_frame_ms.load(Ordering::Relaxed) != 0
+    }
+
+    /// How long frames have been flowing: from the first to the last decoded frame.
+    pub(crate) fn streamed_for(&self) -> Duration {
+        let first = self.first_frame_ms.load(Ordering::Relaxed);
+        let last = self.last_frame_ms.load(Ordering::Relaxed);
+        Duration::from_millis(last.saturating_sub(first))
     }
 }
 
@@ -44,7 +76,6 @@ impl Liveness {
 pub(crate) fn build(
     shared: &Arc<CaptureShared>,
     liveness: &Arc<Liveness>,
-    epoch: Instant,
     user: Option<(&str, &str)>,
 ) -> Result<gst::Pipeline, CaptureError> {
     let cam = &shared.config;
@@ -83,7 +114,7 @@ pub(crate) fn build(
     gst::Element::link_many([&scale, &filter, sink.upcast_ref()]).map_err(|e| CaptureError::Fatal(e.to_string()))?;
 
     watch_source_size(&scale, liveness);
-    install_sink_callback(&sink, shared, liveness, epoch);
+    install_sink_callback(&sink, shared, liveness);
     // Only the video stream is set up; audio and metadata streams are not even requested.
     src.connect("select-stream", false, |args| {
         let caps = args[2].get::<gst::Caps>().ok()?;
@@ -92,9 +123,10 @@ pub(crate) fn build(
     });
     let weak = pipeline.downgrade();
     let shared = Arc::clone(shared);
+    let liveness = Arc::clone(liveness);
     src.connect_pad_added(move |_, pad| {
         let Some(pipeline) = weak.upgrade() else { return };
-        if let Err(e) = link_video_pad(&pipeline, pad, &scale, &shared) {
+        if let Err(e) = link_video_pad(&pipeline, pad, &scale, &shared, &liveness) {
             // Reported on the bus so the control loop sees it like any other error.
             gst::element_error!(pipeline, gst::StreamError::Decode, ("{}", e));
         }
@@ -115,6 +147,7 @@ fn link_video_pad(
     pad: &gst::Pad,
     scale: &gst::Element,
     shared: &Arc<CaptureShared>,
+    liveness: &Arc<Liveness>,
 ) -> Result<(), CaptureError> {
     if scale.static_pad("sink").is_some_and(|p| p.is_linked()) {
         return Ok(());
@@ -135,7 +168,7 @@ fn link_video_pad(
     pipeline.add_many(&elements).map_err(|e| CaptureError::Fatal(e.to_string()))?;
     gst::Element::link_many(&elements).map_err(|e| CaptureError::Fatal(e.to_string()))?;
     let last = elements.last().expect("chain is never empty");
-    install_rate_limit(last, shared);
+    install_rate_limit(last, shared, liveness);
     last.link(scale).map_err(|e| CaptureError::Fatal(format!("{} → scaler: {e}", choice.element)))?;
     for e in &elements {
         e.sync_state_with_parent().map_err(|e| CaptureError::Fatal(e.to_string()))?;
@@ -146,13 +179,16 @@ fn link_video_pad(
     Ok(())
 }
 
-/// Drops decoded frames above the camera's fps cap before they are scaled (counted).
-fn install_rate_limit(decoder_out: &gst::Element, shared: &Arc<CaptureShared>) {
+/// Notes every decoded frame, and drops those above the camera's fps cap before they are
+/// scaled (counted).
+fn install_rate_limit(decoder_out: &gst::Element, shared: &Arc<CaptureShared>, liveness: &Arc<Liveness>) {
     let Some(pad) = decoder_out.static_pad("src") else { return };
     let limiter = Mutex::new(RateLimiter::new(shared.config.fps));
     let metrics = shared.camera.metrics.clone();
+    let liveness = Arc::clone(liveness);
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
+        liveness.frame_decoded();
         let at = buffer.pts().map_or_else(|| Duration::from_nanos(0), |t| Duration::from_nanos(t.nseconds()));
         let admit = limiter.lock().unwrap_or_else(PoisonError::into_inner).admit(at);
         if admit {
@@ -179,14 +215,14 @@ fn watch_source_size(scale: &gst::Element, liveness: &Arc<Liveness>) {
     });
 }
 
-fn install_sink_callback(sink: &gst_app::AppSink, shared: &Arc<CaptureShared>, liveness: &Arc<Liveness>, epoch: Instant) {
+fn install_sink_callback(sink: &gst_app::AppSink, shared: &Arc<CaptureShared>, liveness: &Arc<Liveness>) {
     let shared = Arc::clone(shared);
     let liveness = Arc::clone(liveness);
     let callbacks = gst_app::AppSinkCallbacks::builder()
         .new_sample(move |sink| {
             let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
             let buffer = sample.buffer_owned().ok_or(gst::FlowError::Error)?;
-            deliver(&shared, &liveness, epoch, buffer);
+            deliver(&shared, &liveness, buffer);
             Ok(gst::FlowSuccess::Ok)
         })
         .build();
@@ -194,23 +230,25 @@ fn install_sink_callback(sink: &gst_app::AppSink, shared: &Arc<CaptureShared>, l
 }
 
 /// Hands one frame to the mailbox; a frame it replaces is counted as stale.
-fn deliver(shared: &CaptureShared, liveness: &Liveness, epoch: Instant, buffer: gst::Buffer) {
+fn deliver(shared: &CaptureShared, liveness: &Liveness, buffer: gst::Buffer) {
     let arrived = Instant::now();
+    let metrics = &shared.camera.metrics;
     let (ts_us, clock) = super::clock::capture_time(&buffer, unix_micros());
     let Ok(pixels) = buffer.into_mapped_buffer_readable() else {
+        metrics.drop(DropReason::CaptureError, 1);
         tracing::warn!(camera = %shared.config.id, stage = "capture", "Frame dropped: buffer not mappable.");
         return;
     };
     let size = liveness.source_size.load(Ordering::Relaxed);
     let (src_w, src_h) = ((size >> 32) as u32, (size & 0xffff_ffff) as u32);
     let letterbox = Letterbox::centered(src_w.max(1), src_h.max(1), shared.input_width, shared.input_height);
-    let metrics = &shared.camera.metrics;
     metrics.captured.inc();
     metrics.up.set(1);
-    liveness.last_frame_ms.store((arrived - epoch).as_millis().max(1) as u64, Ordering::Relaxed);
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
     let frame = Frame { camera: Arc::clone(&shared.camera), seq, ts_us, clock, arrived, letterbox, pixels };
-    if shared.mailboxes.put(shared.slot, frame).is_some() {
-        metrics.drop(DropReason::Stale, 1);
+    match shared.mailboxes.put(shared.slot, frame) {
+        Ok(None) => {}
+        Ok(Some(_stale)) => metrics.drop(DropReason::Stale, 1),
+        Err(_refused) => metrics.drop(DropReason::Shutdown, 1),
     }
 }

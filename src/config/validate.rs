@@ -326,9 +326,12 @@ fn no_user_info(url: &Url, instead: &str) -> Result<(), String> {
 fn credential(name: Option<String>) -> Result<Option<String>, String> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "_.@-".contains(c);
     match name {
-        Some(n) if n.starts_with('.') || n.is_empty() || !n.chars().all(allowed) => Err(format!(
-            "`{n}` is not a credential name, expected a file name of [A-Za-z0-9_.@-]+"
-        )),
+        // The value is not echoed: a password typed here by mistake must not reach a log.
+        Some(n) if n.starts_with('.') || n.is_empty() || !n.chars().all(allowed) => Err(
+            "is not a credential name, expected the name of a credential file ([A-Za-z0-9_.@-]+), \
+             not the secret itself"
+                .to_owned(),
+        ),
         other => Ok(other),
     }
 }

@@ -41,7 +41,16 @@ pub(crate) fn spawn(
         loop {
             heartbeat.beat();
             match mailboxes.take(IDLE_TICK) {
-                Take::Frame(frame) => process(&mut detector, frame, &queue),
+                Take::Frame(frame) => {
+                    let camera = Arc::clone(&frame.camera);
+                    // A bug in post-processing must cost one frame, not the daemon's only
+                    // inference thread.
+                    let run = std::panic::AssertUnwindSafe(|| process(&mut detector, frame, &queue));
+                    if std::panic::catch_unwind(run).is_err() {
+                        camera.metrics.drop(DropReason::InferenceError, 1);
+                        tracing::error!(camera = %camera.id, stage = "infer", "Frame dropped: inference panicked.");
+                    }
+                }
                 Take::Idle => {}
                 Take::Closed => break,
             }

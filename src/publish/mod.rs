@@ -13,6 +13,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::credentials::{self, Secret};
 use crate::frame::Detections;
 use crate::telemetry::{DropReason, Metrics};
@@ -30,9 +31,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Errors of the publish stage.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// The Redis URL or its credential is unusable; nothing will ever connect.
-    #[error("redis.url: {0}")]
-    Config(String),
+    /// The Redis URL or its credential is unusable; nothing will ever connect. `field` is the
+    /// config key to fix.
+    #[error("field `{field}`: {message}")]
+    Config { field: &'static str, message: String },
     /// Redis refused or dropped the connection; the caller reconnects.
     #[error("local Redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -48,17 +50,18 @@ pub(crate) struct RedisTarget {
 impl RedisTarget {
     /// Builds the client from the config; the password comes from the named credential.
     pub(crate) fn new(config: &crate::config::RedisConfig, credentials_dir: Option<&std::path::Path>) -> Result<Self, PublishError> {
-        let mut info = config.url.as_str().into_connection_info().map_err(|e| PublishError::Config(e.to_string()))?;
+        let bad = |field, e: &dyn std::fmt::Display| PublishError::Config { field, message: e.to_string() };
+        let mut info = config.url.as_str().into_connection_info().map_err(|e| bad("redis.url", &e))?;
         let mut settings = info.redis_settings().clone();
         if let Some(user) = &config.username {
             settings = settings.set_username(user);
         }
         if let Some(name) = &config.credential {
-            let secret: Secret = credentials::read(name, credentials_dir).map_err(|e| PublishError::Config(e.to_string()))?;
+            let secret: Secret = credentials::read(name, credentials_dir).map_err(|e| bad("redis.credential", &e))?;
             settings = settings.set_password(secret.expose());
         }
         info = info.set_redis_settings(settings);
-        let client = Client::open(info).map_err(|e| PublishError::Config(e.to_string()))?;
+        let client = Client::open(info).map_err(|e| bad("redis.url", &e))?;
         Ok(Self { client, display: credentials::redact_url(&config.url) })
     }
 
@@ -84,7 +87,8 @@ impl RedisTarget {
 }
 
 /// Runs the publisher until the queue is closed and drained. After `shutdown` fires, it gives
-/// Redis at most `drain` to take what is left; the rest is counted as dropped (`shutdown`).
+/// Redis at most `drain` to take what is left; whatever Redis has not confirmed by then (queued
+/// or in flight) is counted as dropped (`shutdown`).
 pub(crate) async fn run(
     target: RedisTarget,
     ctx: EntryContext,
@@ -97,73 +101,109 @@ pub(crate) async fn run(
         shutdown.cancelled().await;
         tokio::time::sleep(drain).await;
     };
-    tokio::select! {
+    let mut batch: Vec<Detections> = Vec::with_capacity(MAX_BATCH);
+    let drained = tokio::select! {
         biased;
-        () = deadline => {
-            let n = queue.discard(DropReason::Shutdown);
-            if n > 0 {
-                tracing::warn!(stage = "publish", entries = n, "Local Redis did not take the last entries before the stop timeout; dropped.");
-            }
+        () = deadline => false,
+        () = publish_loop(&target, &ctx, &queue, &metrics, &mut batch) => true,
+    };
+    if !drained {
+        // `batch` holds what was in flight when the deadline struck: not confirmed.
+        for d in batch.drain(..) {
+            d.camera.metrics.drop(DropReason::Shutdown, 1);
         }
-        () = publish_loop(&target, &ctx, &queue, &metrics) => {}
+        let n = queue.discard(DropReason::Shutdown);
+        tracing::warn!(stage = "publish", queued = n, "Local Redis did not take the last entries before the stop timeout; dropped.");
     }
 }
 
-async fn publish_loop(target: &RedisTarget, ctx: &EntryContext, queue: &PublishQueue, metrics: &Metrics) {
-    let mut backoff = BACKOFF_INITIAL;
-    let mut batch: Vec<Detections> = Vec::with_capacity(MAX_BATCH);
+async fn publish_loop(
+    target: &RedisTarget,
+    ctx: &EntryContext,
+    queue: &PublishQueue,
+    metrics: &Metrics,
+    batch: &mut Vec<Detections>,
+) {
+    let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
     let mut json = String::with_capacity(4096);
     loop {
         let mut conn = match target.connect().await {
             Ok(conn) => {
                 tracing::info!(stage = "publish", redis = target.display(), "Connected to local Redis.");
-                backoff = BACKOFF_INITIAL;
                 conn
             }
             Err(e) => {
                 metrics.redis_errors.inc();
-                tracing::warn!(stage = "publish", redis = target.display(), error = %e, retry_ms = backoff.as_millis() as u64, "Local Redis unreachable; retrying.");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                let delay = backoff.next_delay();
+                tracing::warn!(stage = "publish", redis = target.display(), error = %e, retry_ms = delay.as_millis() as u64, "Local Redis unreachable; retrying.");
+                tokio::time::sleep(delay).await;
                 continue;
             }
         };
         loop {
             batch.clear();
-            if !queue.next_batch(MAX_BATCH, &mut batch).await {
+            if !queue.next_batch(MAX_BATCH, batch).await {
                 return;
             }
-            if let Err(e) = send_batch(&mut conn, ctx, &batch, &mut json).await {
-                metrics.redis_errors.inc();
-                // The pipeline may or may not have been applied: never resend a `*` XADD.
-                for d in &batch {
-                    d.camera.metrics.drop(DropReason::RedisError, 1);
+            match send_batch(&mut conn, &mut pipe, ctx, batch, &mut json).await {
+                Ok(0) => backoff.reset(),
+                Ok(rejected) => {
+                    // Error replies (OOM under `noeviction`, NOPERM, WRONGTYPE): the connection
+                    // is fine, Redis is not taking entries; slow down rather than spin.
+                    metrics.redis_errors.inc();
+                    let delay = backoff.next_delay();
+                    tracing::warn!(stage = "publish", rejected, retry_ms = delay.as_millis() as u64, "Local Redis refused entries; counted as dropped.");
+                    batch.clear();
+                    tokio::time::sleep(delay).await;
                 }
-                tracing::warn!(stage = "publish", entries = batch.len(), error = %e, "XADD failed; entries counted as dropped, reconnecting.");
-                break;
+                Err(e) => {
+                    metrics.redis_errors.inc();
+                    // The pipeline may or may not have been applied: never resend a `*` XADD.
+                    for d in batch.iter() {
+                        d.camera.metrics.drop(DropReason::RedisError, 1);
+                    }
+                    tracing::warn!(stage = "publish", entries = batch.len(), error = %e, "XADD failed; entries counted as dropped, reconnecting.");
+                    batch.clear();
+                    break;
+                }
             }
         }
     }
 }
 
+/// Sends one pipelined batch. Returns how many entries Redis refused with an error reply
+/// (counted as `rejected`); a transport error fails the whole batch.
 async fn send_batch(
     conn: &mut MultiplexedConnection,
+    pipe: &mut redis::Pipeline,
     ctx: &EntryContext,
     batch: &[Detections],
     json: &mut String,
-) -> Result<(), PublishError> {
-    let mut pipe = redis::pipe();
+) -> Result<usize, PublishError> {
+    pipe.clear();
     let now = unix_micros();
     for d in batch {
-        entry::add_xadd(&mut pipe, ctx, d, now - d.ts_us, json);
+        entry::add_xadd(pipe, ctx, d, now - d.ts_us, json);
     }
-    let _ids: Vec<redis::Value> = pipe.query_async(conn).await?;
+    let replies: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(conn).await?;
     let done = unix_micros();
-    for d in batch {
-        d.camera.metrics.published.inc();
-        d.camera.metrics.latency.observe((done - d.ts_us).max(0) as f64 / 1e6);
+    let mut rejected = 0;
+    for (d, reply) in batch.iter().zip(&replies) {
+        match reply {
+            Ok(_) => {
+                d.camera.metrics.published.inc();
+                d.camera.metrics.latency.observe((done - d.ts_us).max(0) as f64 / 1e6);
+            }
+            Err(e) => {
+                rejected += 1;
+                d.camera.metrics.drop(DropReason::Rejected, 1);
+                tracing::debug!(camera = %d.camera.id, seq = d.seq, error = %e, "XADD refused.");
+            }
+        }
     }
-    Ok(())
+    Ok(rejected)
 }
 
 /// Wall-clock time, µs since the Unix epoch.

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -11,7 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Why a frame or an entry was dropped (`frames_dropped_total{reason}`).
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum DropReason {
     /// Replaced in the mailbox by a newer frame before inference took it.
     Stale,
@@ -23,18 +25,46 @@ pub enum DropReason {
     QueueFull,
     /// The XADD failed after it was sent (connection lost): it may or may not be stored.
     RedisError,
-    /// Still queued when the daemon stopped and Redis did not take it in time.
+    /// Redis answered the XADD with an error (OOM under `noeviction`, NOPERM…): not stored.
+    Rejected,
+    /// The decoded buffer could not be mapped for reading (capture).
+    CaptureError,
+    /// Not confirmed by Redis (queued or in flight) when the stop timeout ran out.
     Shutdown,
 }
 
-const DROP_REASONS: [DropReason; 6] = [
+const DROP_REASONS: [DropReason; 8] = [
     DropReason::Stale,
     DropReason::RateLimit,
     DropReason::InferenceError,
     DropReason::QueueFull,
     DropReason::RedisError,
+    DropReason::Rejected,
+    DropReason::CaptureError,
     DropReason::Shutdown,
 ];
+
+impl DropReason {
+    /// The `reason` label value, as DESIGN.md spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Stale => "stale",
+            DropReason::RateLimit => "rate_limit",
+            DropReason::InferenceError => "inference_error",
+            DropReason::QueueFull => "queue_full",
+            DropReason::RedisError => "redis_error",
+            DropReason::Rejected => "rejected",
+            DropReason::CaptureError => "capture_error",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl EncodeLabelValue for DropReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CameraLabel {
@@ -147,5 +177,24 @@ impl CameraMetrics {
     /// Drops so far for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped[reason as usize].get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_index_their_own_counter() {
+        for (i, reason) in DROP_REASONS.iter().enumerate() {
+            assert_eq!(*reason as usize, i);
+        }
+        let m = Metrics::new().camera("a");
+        m.drop(DropReason::Rejected, 2);
+        assert_eq!((m.dropped(DropReason::Rejected), m.dropped(DropReason::RedisError)), (2, 0));
+        let metrics = Metrics::new();
+        metrics.camera("north").drop(DropReason::QueueFull, 3);
+        let text = metrics.encode();
+        assert!(text.contains(r#"roadsight_frames_dropped_total{camera="north",reason="queue_full"} 3"#), "{text}");
     }
 }

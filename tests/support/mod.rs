@@ -9,8 +9,10 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -32,7 +34,21 @@ pub fn ort_library() -> PathBuf {
         .unwrap_or_else(|| repo().join(".local/onnxruntime/lib/libonnxruntime.so"))
 }
 
-/// A port nothing listens on right now.
+/// A command whose process is killed if the test thread that started it dies (a panic, an
+/// interrupted run): the harness never leaves a redis-server, camera or daemon behind.
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// A port nothing listens on right now (for a camera that must come back on the same port).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -90,7 +106,7 @@ impl Redis {
     /// Starts the server (again), on the same socket and data.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "redis already running");
-        let child = Command::new("redis-server")
+        let child = command("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(self.socket())
             .args(["--dir"])
@@ -148,14 +164,15 @@ pub struct TestCam {
 }
 
 impl TestCam {
-    /// Serves `source` at rtsp://127.0.0.1:`port`/cam and waits until it listens.
+    /// Serves `source` at rtsp://127.0.0.1:`port`/cam (port 0: any free one) and waits until it
+    /// listens.
     pub fn start(source: &Path, port: u16) -> TestCam {
         TestCam::start_with(source, port, &[])
     }
 
     /// As [`TestCam::start`], with more command-line options (e.g. `--codec h265`).
     pub fn start_with(source: &Path, port: u16, extra: &[&str]) -> TestCam {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_roadsight-testcam"))
+        let mut child = command(env!("CARGO_BIN_EXE_roadsight-testcam"))
             .arg("--source")
             .arg(source)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--path", "/cam", "--fps", "10"])
@@ -165,10 +182,20 @@ impl TestCam {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("roadsight-testcam: serving ").unwrap_or_else(|| panic!("testcam said {line:?}"));
-        TestCam { url: url.to_owned(), child }
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let mut cam = TestCam { url: String::new(), child };
+        match line.trim().strip_prefix("roadsight-testcam: serving ") {
+            Some(url) => cam.url = url.to_owned(),
+            // Dropping `cam` stops the child before the test fails.
+            None => panic!("roadsight-testcam did not start: {line:?}"),
+        }
+        cam
     }
 
     /// Stops the camera abruptly (SIGKILL), as a power cut would.
@@ -248,7 +275,7 @@ impl Daemon {
     pub fn start(config: &ConfigDir) -> Daemon {
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("roadsightd.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_roadsightd"))
+        let child = command(env!("CARGO_BIN_EXE_roadsightd"))
             .args(["run", "--config"])
             .arg(config.path())
             .env("RUST_LOG", "info")
@@ -294,7 +321,17 @@ pub fn summary_value(log: &str, camera: &str, key: &str) -> Option<u64> {
 
 /// `roadsightd check --config <path>`: exit code and stderr + stdout.
 pub fn check(config: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_roadsightd")).args(["check", "--config"]).arg(config).output().unwrap();
+    check_with_env(config, &[])
+}
+
+/// `roadsightd check` with extra environment variables.
+pub fn check_with_env(config: &Path, env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_roadsightd"))
+        .args(["check", "--config"])
+        .arg(config)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
     (out.status.code().unwrap_or(-1), text)
 }

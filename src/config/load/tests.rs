@@ -377,57 +377,6 @@ fn duplicate_camera_id_names_both_files() {
 }
 
 #[test]
-fn environment_overrides_redis_url() {
-    // SAFETY: the variable's name is used by this test alone; std serialises its own
-    // environment access, and nothing in this crate's tests reads it through libc.
-    unsafe {
-        std::env::set_var(
-            "ROADSIGHT_TEST_ENV_OVERRIDE_REDIS__URL",
-            "redis://10.9.8.7:6380",
-        )
-    };
-    let f = Fixture::new("site = \"x\"\n[redis]\nurl = \"redis://127.0.0.1\"\n");
-    let config = load_with_env(&f.global(), "ROADSIGHT_TEST_ENV_OVERRIDE_").unwrap();
-    assert_eq!(config.redis.url, "redis://10.9.8.7:6380");
-}
-
-#[test]
-fn bad_environment_value_names_the_variable() {
-    // SAFETY: as above, names used by this test alone.
-    unsafe {
-        std::env::set_var("ROADSIGHT_TEST_ENV_BAD_TYPE_PUBLISH__QUEUE", "many");
-        std::env::set_var("ROADSIGHT_TEST_ENV_BAD_URL_REDIS__URL", "http://h");
-        std::env::set_var("ROADSIGHT_TEST_ENV_NUMERIC_SITE", "0042");
-    }
-    let f = Fixture::new("site = \"x\"\n");
-    for (prefix, want_field, want_var) in [
-        (
-            "ROADSIGHT_TEST_ENV_BAD_TYPE_",
-            "publish.queue",
-            "ROADSIGHT_TEST_ENV_BAD_TYPE_PUBLISH__QUEUE",
-        ),
-        (
-            "ROADSIGHT_TEST_ENV_BAD_URL_",
-            "redis.url",
-            "ROADSIGHT_TEST_ENV_BAD_URL_REDIS__URL",
-        ),
-        (
-            "ROADSIGHT_TEST_ENV_NUMERIC_",
-            "site",
-            "ROADSIGHT_TEST_ENV_NUMERIC_SITE='\"…\"'",
-        ),
-    ] {
-        match load_with_env(&f.global(), prefix) {
-            Err(ConfigError::Field { field, message, .. }) => {
-                assert_eq!(field, want_field, "{message}");
-                assert!(message.contains(want_var), "{message}");
-            }
-            other => panic!("expected a field error, got {other:?}"),
-        }
-    }
-}
-
-#[test]
 fn dotted_paths_index_arrays() {
     let path: Vec<String> = ["model", "providers", "1", "fp16"].map(String::from).into();
     assert_eq!(dotted(&path), "model.providers[1].fp16");
