@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{ConfigDir, Daemon, Redis, TestCam, fixture, free_port, summary_value, wait_for};
+use support::{ConfigDir, Daemon, Redis, TestCam, fixture, free_port, summary_value, total_dropped, wait_for};
 
 fn count(redis: &Redis, key: &str) -> usize {
     redis.entries(key).len()
@@ -101,10 +101,7 @@ fn a_local_redis_crash_loses_nothing_silently() {
     assert_eq!(code, Some(0), "{log}");
     let v = |k: &str| summary_value(&log, "yard", k).unwrap_or_else(|| panic!("{k} in summary: {log}"));
     let (captured, published) = (v("captured"), v("published"));
-    let dropped: u64 = ["stale", "inference_error", "queue_full", "redis_error", "rejected", "capture_error", "shutdown"]
-        .iter()
-        .map(|r| v(&format!("dropped_{r}")))
-        .sum();
+    let dropped = total_dropped(&log, "yard");
     assert!(v("dropped_queue_full") + v("dropped_redis_error") > 0, "the outage cost frames: {log}");
     // Every captured frame is either published or counted as dropped, by reason.
     assert_eq!(captured, published + dropped, "{log}");
@@ -132,10 +129,7 @@ fn stopping_while_redis_is_down_exits_cleanly_and_counts_what_was_not_flushed() 
     // Bounded drain: well inside a systemd stop timeout (the harness itself gives up at 10 s).
     assert!(stopping.elapsed() < Duration::from_secs(10), "stop took {:?}", stopping.elapsed());
     let v = |k: &str| summary_value(&log, "dock", k).unwrap_or_else(|| panic!("{k} in summary: {log}"));
-    let dropped: u64 = ["stale", "inference_error", "queue_full", "redis_error", "rejected", "capture_error", "shutdown"]
-        .iter()
-        .map(|r| v(&format!("dropped_{r}")))
-        .sum();
+    let dropped = total_dropped(&log, "dock");
     assert!(v("dropped_shutdown") > 0, "frames queued during the outage are counted at stop: {log}");
     assert_eq!(v("captured"), v("published") + dropped, "{log}");
 }

@@ -319,6 +319,20 @@ pub fn summary_value(log: &str, camera: &str, key: &str) -> Option<u64> {
     line[start..].split_whitespace().next()?.parse().ok()
 }
 
+/// The drop reasons of frames that were already captured (`dropped_<reason>` in the summary);
+/// `rate_limit` happens before capture and is not among them.
+pub const DROPS_AFTER_CAPTURE: [&str; 7] =
+    ["stale", "capture_error", "inference_error", "queue_full", "redis_error", "rejected", "shutdown"];
+
+/// The sum of a camera's drops after capture, from the summary line: with `published`, it
+/// must add up to `captured`.
+pub fn total_dropped(log: &str, camera: &str) -> u64 {
+    DROPS_AFTER_CAPTURE
+        .iter()
+        .map(|r| summary_value(log, camera, &format!("dropped_{r}")).unwrap_or_else(|| panic!("dropped_{r} in {log}")))
+        .sum()
+}
+
 /// `roadsightd check --config <path>`: exit code and stderr + stdout.
 pub fn check(config: &Path) -> (i32, String) {
     check_with_env(config, &[])
