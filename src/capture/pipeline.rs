@@ -233,6 +233,7 @@ fn install_sink_callback(sink: &gst_app::AppSink, shared: &Arc<CaptureShared>, l
 fn deliver(shared: &CaptureShared, liveness: &Liveness, buffer: gst::Buffer) {
     let arrived = Instant::now();
     let metrics = &shared.camera.metrics;
+    metrics.captured.inc();
     let (ts_us, clock) = super::clock::capture_time(&buffer, unix_micros());
     let Ok(pixels) = buffer.into_mapped_buffer_readable() else {
         metrics.drop(DropReason::CaptureError, 1);
@@ -242,7 +243,6 @@ fn deliver(shared: &CaptureShared, liveness: &Liveness, buffer: gst::Buffer) {
     let size = liveness.source_size.load(Ordering::Relaxed);
     let (src_w, src_h) = ((size >> 32) as u32, (size & 0xffff_ffff) as u32);
     let letterbox = Letterbox::centered(src_w.max(1), src_h.max(1), shared.input_width, shared.input_height);
-    metrics.captured.inc();
     metrics.up.set(1);
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
     let frame = Frame { camera: Arc::clone(&shared.camera), seq, ts_us, clock, arrived, letterbox, pixels };
