@@ -11,9 +11,11 @@ use std::time::Duration;
 
 mod load;
 mod raw;
+mod uplink;
 mod validate;
 
 pub use load::load;
+pub use uplink::UplinkConfig;
 
 /// Any problem with the configuration. Always names the file and, where there is one, the field.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,8 @@ pub struct Config {
     pub model: ModelConfig,
     pub publish: PublishConfig,
     pub capture: CaptureDefaults,
+    /// Store-and-forward to a central Redis; `None` when disabled.
+    pub uplink: Option<UplinkConfig>,
     /// Enabled and disabled cameras, sorted by id.
     pub cameras: Vec<CameraConfig>,
 }

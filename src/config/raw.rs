@@ -23,7 +23,7 @@ pub(crate) const DEFAULT_TENSORRT_ENGINE_CACHE: &str = "/var/cache/roadsight";
 pub(crate) const DEFAULT_CUDA_DEVICE_ID: i32 = 0;
 pub(crate) const DEFAULT_PROVIDER_REQUIRED: bool = false;
 pub(crate) const DEFAULT_PUBLISH_QUEUE: usize = 256;
-pub(crate) const DEFAULT_PUBLISH_MAXLEN: u64 = 100_000;
+pub(crate) const DEFAULT_PUBLISH_MAXLEN: u64 = 250_000;
 pub(crate) const DEFAULT_ENCODING: &str = "json";
 pub(crate) const DEFAULT_STALL_TIMEOUT_MS: u64 = 5_000;
 pub(crate) const DEFAULT_BACKOFF_INITIAL_MS: u64 = 500;
@@ -55,6 +55,9 @@ pub(crate) struct RawGlobal {
     /// Reconnect policy shared by all cameras. Default: every key of [`RawCapture`] at its default.
     #[serde(default)]
     pub capture: RawCapture,
+    /// Store-and-forward to a central Redis. Default: disabled.
+    #[serde(default)]
+    pub uplink: super::uplink::RawUplink,
 }
 
 /// `[redis]`.

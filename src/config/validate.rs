@@ -51,6 +51,7 @@ pub(super) fn global(raw: RawGlobal, file: &Path) -> Result<Config, ConfigError>
         credentials_dir: c.credentials_dir.map(|p| resolve(&dir, &p)),
     };
 
+    let maxlen = publish.maxlen;
     Ok(Config {
         file: file.to_path_buf(),
         site,
@@ -59,6 +60,7 @@ pub(super) fn global(raw: RawGlobal, file: &Path) -> Result<Config, ConfigError>
         model: model(raw.model, file, &dir)?,
         publish,
         capture,
+        uplink: super::uplink::validate(raw.uplink, file, maxlen)?,
         cameras: Vec::new(),
     })
 }
@@ -312,6 +314,18 @@ fn redis_url(text: &str) -> Result<String, String> {
     }
 }
 
+/// The central Redis: `redis://` or `rediss://` with a host (no unix socket: it is remote).
+pub(super) fn upstream_url(text: &str) -> Result<String, String> {
+    let url = redis_url(text).map_err(|m| m.replace("`redis.username` and `redis.credential`", "`uplink.username` and `uplink.credential`"))?;
+    if url.starts_with("unix") || url.starts_with("redis+unix") {
+        return Err("a unix socket is not an upstream, expected redis://host:port".into());
+    }
+    if url.starts_with("rediss") {
+        return Err("TLS upstreams (rediss://) are not supported by this build yet, expected redis://host:port".into());
+    }
+    Ok(url)
+}
+
 // The message must not echo the URL: the password is in it.
 fn no_user_info(url: &Url, instead: &str) -> Result<(), String> {
     if url.username().is_empty() && url.password().is_none() {
@@ -323,7 +337,7 @@ fn no_user_info(url: &Url, instead: &str) -> Result<(), String> {
 }
 
 /// A credential is looked up as a file name in `$CREDENTIALS_DIRECTORY`.
-fn credential(name: Option<String>) -> Result<Option<String>, String> {
+pub(super) fn credential(name: Option<String>) -> Result<Option<String>, String> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "_.@-".contains(c);
     match name {
         // The value is not echoed: a password typed here by mistake must not reach a log.

@@ -218,7 +218,7 @@ fn only_site_and_camera_id_and_url_give_the_defaults() {
             config.publish.maxlen,
             config.publish.encoding
         ),
-        (256, 100_000, Encoding::Json)
+        (256, 250_000, Encoding::Json)
     );
     assert_eq!(config.capture.stall_timeout, Duration::from_secs(5));
     assert_eq!(config.capture.backoff_initial, Duration::from_millis(500));
@@ -314,8 +314,24 @@ fn unknown_field_in_global_file_is_named_with_its_table() {
     );
 
     // Not yet a section of this version.
-    let f = Fixture::new("site = \"x\"\n[uplink]\nenabled = false\n");
-    assert_eq!(f.error().1, "uplink");
+    let f = Fixture::new("site = \"x\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n");
+    assert_eq!(f.error().1, "metrics");
+}
+
+#[test]
+fn uplink_is_off_by_default_and_validated_when_on() {
+    assert_eq!(Fixture::new("site = \"x\"\n").load().unwrap().uplink, None);
+    let f = Fixture::new("site = \"x\"\n[uplink]\nenabled = true\n");
+    assert_eq!(f.error().1, "uplink.url");
+    let f = Fixture::new("site = \"x\"\n[uplink]\nenabled = true\nurl = \"redis://c:secret@central:6379\"\n");
+    let (_, field, message) = f.error();
+    assert_eq!(field, "uplink.url");
+    assert!(message.contains("uplink.credential") && !message.contains("secret"), "{message}");
+    let f = Fixture::new("site = \"x\"\n[publish]\nmaxlen = 1000\n[uplink]\nenabled = true\nurl = \"redis://central:6379\"\n");
+    assert_eq!(f.error().1, "publish.maxlen");
+    let f = Fixture::new("site = \"x\"\n[uplink]\nenabled = true\nurl = \"redis://central:6379\"\ncluster = true\nbatch = 100\n");
+    let uplink = f.load().unwrap().uplink.unwrap();
+    assert_eq!((uplink.url.as_str(), uplink.cluster, uplink.batch), ("redis://central:6379", true, 100));
 }
 
 #[test]

@@ -1,0 +1,142 @@
+//! `[uplink]`: store-and-forward of every camera stream to a central Redis or Redis Cluster.
+//! Raw keys (with their defaults) and their validation live together here, as one section.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+pub(crate) const DEFAULT_UPLINK_ENABLED: bool = false;
+pub(crate) const DEFAULT_UPLINK_CLUSTER: bool = false;
+pub(crate) const DEFAULT_UPLINK_BATCH: usize = 500;
+pub(crate) const DEFAULT_UPLINK_RETENTION_S: u64 = 600;
+pub(crate) const DEFAULT_UPLINK_BACKLOG_ENTRIES: u64 = 200_000;
+pub(crate) const DEFAULT_UPLINK_WAIT_REPLICAS: u32 = 0;
+pub(crate) const DEFAULT_UPLINK_WAIT_TIMEOUT_MS: u64 = 100;
+const MAX_BATCH: usize = 10_000;
+
+/// `[uplink]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUplink {
+    /// Forward the local streams upstream. Default: [`DEFAULT_UPLINK_ENABLED`].
+    #[serde(default)]
+    pub enabled: bool,
+    /// Central Redis: `redis://host:port` (a seed node when `cluster = true`). Required when
+    /// enabled; no user info.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The upstream is a Redis Cluster. Default: [`DEFAULT_UPLINK_CLUSTER`].
+    #[serde(default)]
+    pub cluster: bool,
+    /// ACL user name upstream. Default: none.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Credential holding the upstream password. Default: none.
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// Entries per upstream call at most, while catching up. Default: [`DEFAULT_UPLINK_BATCH`].
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Forwarded entries stay in the local stream this long. Default:
+    /// [`DEFAULT_UPLINK_RETENTION_S`].
+    #[serde(default = "default_retention_s")]
+    pub retention_s: u64,
+    /// Unforwarded entries kept per camera during an outage; past it the oldest are dropped
+    /// and counted. Default: [`DEFAULT_UPLINK_BACKLOG_ENTRIES`].
+    #[serde(default = "default_backlog_entries")]
+    pub backlog_entries: u64,
+    /// Upstream replicas that must hold a batch before it counts as confirmed (`WAIT`).
+    /// Default: [`DEFAULT_UPLINK_WAIT_REPLICAS`] (no WAIT).
+    #[serde(default)]
+    pub wait_replicas: u32,
+    /// How long `WAIT` may take. Default: [`DEFAULT_UPLINK_WAIT_TIMEOUT_MS`].
+    #[serde(default = "default_wait_timeout_ms")]
+    pub wait_timeout_ms: u64,
+}
+
+impl Default for RawUplink {
+    fn default() -> Self {
+        Self {
+            enabled: DEFAULT_UPLINK_ENABLED,
+            url: None,
+            cluster: DEFAULT_UPLINK_CLUSTER,
+            username: None,
+            credential: None,
+            batch: DEFAULT_UPLINK_BATCH,
+            retention_s: DEFAULT_UPLINK_RETENTION_S,
+            backlog_entries: DEFAULT_UPLINK_BACKLOG_ENTRIES,
+            wait_replicas: DEFAULT_UPLINK_WAIT_REPLICAS,
+            wait_timeout_ms: DEFAULT_UPLINK_WAIT_TIMEOUT_MS,
+        }
+    }
+}
+
+fn default_batch() -> usize {
+    DEFAULT_UPLINK_BATCH
+}
+fn default_retention_s() -> u64 {
+    DEFAULT_UPLINK_RETENTION_S
+}
+fn default_backlog_entries() -> u64 {
+    DEFAULT_UPLINK_BACKLOG_ENTRIES
+}
+fn default_wait_timeout_ms() -> u64 {
+    DEFAULT_UPLINK_WAIT_TIMEOUT_MS
+}
+
+/// The validated uplink settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UplinkConfig {
+    /// `redis://` URL of the central Redis (a seed node for a cluster), without credentials.
+    pub url: String,
+    pub cluster: bool,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+    pub batch: usize,
+    pub retention: Duration,
+    pub backlog_entries: u64,
+    pub wait_replicas: u32,
+    pub wait_timeout: Duration,
+}
+
+/// `None` when the uplink is disabled. `maxlen` is `publish.maxlen`, which must leave room for
+/// the backlog (Redis 7 trims entries that were never forwarded).
+pub(super) fn validate(raw: RawUplink, file: &Path, maxlen: u64) -> Result<Option<UplinkConfig>, ConfigError> {
+    let at = |field: &str, message: String| ConfigError::Field { file: file.to_owned(), field: field.to_owned(), message };
+    if !raw.enabled {
+        return Ok(None);
+    }
+    let url = raw.url.ok_or_else(|| at("uplink.url", "required when `uplink.enabled = true`".into()))?;
+    let url = super::validate::upstream_url(&url).map_err(|m| at("uplink.url", m))?;
+    let credential = super::validate::credential(raw.credential).map_err(|m| at("uplink.credential", m))?;
+    if !(1..=MAX_BATCH).contains(&raw.batch) {
+        return Err(at("uplink.batch", format!("expected 1 to {MAX_BATCH}, got {}", raw.batch)));
+    }
+    if raw.backlog_entries < 1_000 {
+        return Err(at("uplink.backlog_entries", format!("expected at least 1000, got {}", raw.backlog_entries)));
+    }
+    if maxlen <= raw.backlog_entries {
+        return Err(at(
+            "publish.maxlen",
+            format!(
+                "must exceed `uplink.backlog_entries` ({}): the producer's cap would delete entries \
+                 never forwarded",
+                raw.backlog_entries
+            ),
+        ));
+    }
+    Ok(Some(UplinkConfig {
+        url,
+        cluster: raw.cluster,
+        username: raw.username,
+        credential,
+        batch: raw.batch,
+        retention: Duration::from_secs(raw.retention_s),
+        backlog_entries: raw.backlog_entries,
+        wait_replicas: raw.wait_replicas,
+        wait_timeout: Duration::from_millis(raw.wait_timeout_ms),
+    }))
+}
