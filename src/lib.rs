@@ -17,4 +17,5 @@ pub mod publish;
 pub mod supervisor;
 pub mod telemetry;
 pub mod testcam;
+pub mod uplink;
 pub mod watch;

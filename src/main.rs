@@ -101,7 +101,7 @@ fn run(config: config::Config) -> ExitCode {
         Err(e) => {
             let code = match e {
                 supervisor::RunError::Infer(ref i) if i.is_config() => exit::CONFIG,
-                supervisor::RunError::Publish(_) => exit::CONFIG,
+                supervisor::RunError::Publish(_) | supervisor::RunError::Uplink(_) => exit::CONFIG,
                 supervisor::RunError::Io(_) => exit::SOFTWARE,
                 _ => exit::UNAVAILABLE,
             };

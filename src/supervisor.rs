@@ -18,6 +18,7 @@ use crate::infer::{self, Detector, Heartbeat, InferError};
 use crate::mailbox::Mailboxes;
 use crate::publish::{self, EntryContext, PublishError, PublishQueue, RedisTarget};
 use crate::telemetry::{DropReason, Metrics};
+use crate::uplink::{Uplink, UplinkError};
 
 /// How long the cameras' pipelines may take to tear down after a stop signal.
 const CAPTURE_STOP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -40,6 +41,9 @@ pub enum RunError {
     /// The local Redis config is unusable.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// The uplink settings cannot work (a missing credential…).
+    #[error(transparent)]
+    Uplink(#[from] UplinkError),
     /// The local Redis did not answer at start.
     #[error("local Redis {url} unreachable at start: {reason}")]
     RedisUnavailable { url: String, reason: String },
@@ -59,6 +63,14 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let target = RedisTarget::new(&config.redis, config.capture.credentials_dir.as_deref())?;
     wait_for_redis(&target).await?;
+
+    // Before the first XADD: the uplink moves local last IDs past upstream's if needed.
+    let uplink = Uplink::new(&config, &metrics)?;
+    if let Some(uplink) = &uplink {
+        uplink.reconcile().await;
+    }
+    let stop_uplink = CancellationToken::new();
+    let uplink_task = uplink.map(|u| tokio::spawn(u.run(stop_uplink.clone())));
 
     let cameras: Vec<_> = config.cameras.iter().filter(|c| c.enabled).cloned().collect();
     let mailboxes = Arc::new(Mailboxes::new(cameras.len()));
@@ -137,6 +149,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     }
     stop_publish.cancel();
     let _ = publisher.await;
+    // The backlog is safe in local Redis: the uplink just stops.
+    stop_uplink.cancel();
+    if let Some(task) = uplink_task {
+        let _ = task.await;
+    }
     let late = queue.discard(DropReason::Shutdown);
     if late > 0 {
         tracing::warn!(stage = "publish", entries = late, "Results produced after the publisher stopped; dropped.");

@@ -95,6 +95,8 @@ pub struct Metrics {
     inference: Family<CameraLabel, Histogram, fn() -> Histogram>,
     /// Failed Redis commands and connection attempts.
     pub redis_errors: Counter,
+    /// Store-and-forward figures.
+    pub uplink: super::UplinkMetrics,
 }
 
 impl Metrics {
@@ -110,6 +112,7 @@ impl Metrics {
             latency: Family::new_with_constructor(latency_histogram),
             inference: Family::new_with_constructor(latency_histogram),
             redis_errors: Counter::default(),
+            uplink: super::UplinkMetrics::new(),
             registry: Registry::default(),
         };
         registry.register("frames_captured", "Decoded frames delivered by capture", m.captured.clone());
@@ -125,6 +128,7 @@ impl Metrics {
         );
         registry.register("inference_seconds", "Model run time per frame", m.inference.clone());
         registry.register("redis_errors", "Failed local Redis commands or connects", m.redis_errors.clone());
+        m.uplink.register(&mut registry);
         Arc::new(Metrics { registry, ..m })
     }
 

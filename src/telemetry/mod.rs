@@ -2,6 +2,8 @@
 
 mod logging;
 mod metrics;
+mod uplink;
 
 pub use logging::init_logging;
 pub use metrics::{CameraMetrics, DropReason, Metrics};
+pub use uplink::{UplinkCameraMetrics, UplinkMetrics};

@@ -1,0 +1,311 @@
+//! The uplink's side of the local Redis: the consumer group that follows each camera stream,
+//! the confirmed mark, trimming behind it, the backlog budget and the start-up `XSETID`.
+//!
+//! Per camera, next to the stream `roadsight:{<site>:<cam>}:detections`, a hash
+//! `roadsight:{<site>:<cam>}:uplink` holds `confirmed`, the last ID upstream confirmed. It moves
+//! together with the `XACK` (one `MULTI`), so after a crash the group's pending list and the
+//! mark agree on what is left to send.
+
+use redis::aio::MultiplexedConnection;
+use redis::{RedisResult, Value};
+
+use super::function::{Entry, StreamId};
+
+/// The consumer group and consumer the uplink reads with.
+pub(crate) const GROUP: &str = "uplink";
+const CONSUMER: &str = "roadsightd";
+
+/// The uplink state hash of a camera stream (same hash tag, same slot).
+pub(crate) fn state_key(stream_key: &str) -> String {
+    match stream_key.strip_suffix(":detections") {
+        Some(base) => format!("{base}:uplink"),
+        None => format!("{stream_key}:uplink"),
+    }
+}
+
+/// Creates the stream (if missing) and the group (if missing), reading from the beginning.
+pub(crate) async fn ensure_group(conn: &mut MultiplexedConnection, key: &str) -> RedisResult<()> {
+    let created: RedisResult<()> =
+        redis::cmd("XGROUP").arg("CREATE").arg(key).arg(GROUP).arg("0").arg("MKSTREAM").query_async(conn).await;
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// The last ID upstream confirmed, if any ever was.
+pub(crate) async fn confirmed(conn: &mut MultiplexedConnection, key: &str) -> RedisResult<Option<StreamId>> {
+    let v: Option<String> = redis::cmd("HGET").arg(state_key(key)).arg("confirmed").query_async(conn).await?;
+    Ok(v.and_then(|s| s.parse().ok()))
+}
+
+/// What one read gave for one stream: entries to forward, and IDs of pending entries trimmed
+/// away meanwhile (they come back without fields and only need acknowledging).
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub entries: Vec<Entry>,
+    pub gone: Vec<StreamId>,
+}
+
+/// Reads through the group for `keys`: with `new`, entries never delivered (`>`), else a
+/// previous run's delivered-but-unacknowledged ones (`0`); at most `count` per stream, waiting
+/// up to `block_ms` when there is nothing. Returns one [`Batch`] per key, in `keys` order.
+pub(crate) async fn read(
+    conn: &mut MultiplexedConnection,
+    keys: &[&str],
+    new: bool,
+    count: usize,
+    block_ms: Option<u64>,
+) -> RedisResult<Vec<Batch>> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP").arg(GROUP).arg(CONSUMER).arg("COUNT").arg(count);
+    if let Some(ms) = block_ms {
+        cmd.arg("BLOCK").arg(ms);
+    }
+    cmd.arg("STREAMS").arg(keys);
+    for _ in keys {
+        cmd.arg(if new { ">" } else { "0" });
+    }
+    let reply: Value = cmd.query_async(conn).await?;
+    let mut out: Vec<Batch> = keys.iter().map(|_| Batch::default()).collect();
+    for (key, batch) in parse_streams(reply) {
+        if let Some(i) = keys.iter().position(|k| k.as_bytes() == key.as_slice()) {
+            out[i] = batch;
+        }
+    }
+    Ok(out)
+}
+
+/// `[[key, [[id, [f, v, …] | nil], …]], …]` → per-key batches.
+fn parse_streams(reply: Value) -> Vec<(Vec<u8>, Batch)> {
+    let streams = match reply {
+        Value::Array(streams) => streams.into_iter().filter_map(|s| match s {
+            Value::Array(mut pair) if pair.len() == 2 => {
+                let items = pair.pop()?;
+                let key: Vec<u8> = redis::from_redis_value(pair.pop()?).unwrap_or_default();
+                Some((key, items))
+            }
+            _ => None,
+        }).collect(),
+        // RESP3 servers answer with a map.
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, items)| (redis::from_redis_value::<Vec<u8>>(k).unwrap_or_default(), items))
+            .collect(),
+        _ => Vec::new(),
+    };
+    streams.into_iter().map(|(key, items)| (key, parse_entries(items))).collect()
+}
+
+fn parse_entries(items: Value) -> Batch {
+    let mut batch = Batch::default();
+    let Value::Array(items) = items else { return batch };
+    for item in items {
+        let Value::Array(mut parts) = item else { continue };
+        if parts.len() != 2 {
+            continue;
+        }
+        let fields = parts.pop();
+        let Some(id) = parts.pop().and_then(|v| redis::from_redis_value::<String>(v).ok()).and_then(|s| s.parse().ok())
+        else {
+            continue;
+        };
+        match fields {
+            Some(Value::Array(kv)) => {
+                let fields = kv
+                    .chunks_exact(2)
+                    .filter_map(|p| {
+                        let k: Vec<u8> = redis::from_redis_value(p[0].clone()).ok()?;
+                        let v: Vec<u8> = redis::from_redis_value(p[1].clone()).ok()?;
+                        Some((k, v))
+                    })
+                    .collect();
+                batch.entries.push(Entry { id, fields });
+            }
+            _ => batch.gone.push(id),
+        }
+    }
+    batch
+}
+
+/// Acknowledges `ids`, moves the confirmed mark to `last` and trims the stream behind
+/// `trim_below` (approximately), in one transaction.
+pub(crate) async fn confirm(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    ids: &[StreamId],
+    last: StreamId,
+    trim_below: Option<StreamId>,
+) -> RedisResult<()> {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    if !ids.is_empty() {
+        let xack = pipe.cmd("XACK").arg(key).arg(GROUP);
+        for id in ids {
+            xack.arg(id.to_string());
+        }
+        xack.ignore();
+    }
+    pipe.cmd("HSET").arg(state_key(key)).arg("confirmed").arg(last.to_string()).ignore();
+    if let Some(floor) = trim_below {
+        pipe.cmd("XTRIM").arg(key).arg("MINID").arg("~").arg(floor.to_string()).ignore();
+    }
+    pipe.query_async::<()>(conn).await
+}
+
+/// Acknowledges entries that need no forwarding (trimmed while pending).
+pub(crate) async fn ack(conn: &mut MultiplexedConnection, key: &str, ids: &[StreamId]) -> RedisResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = redis::cmd("XACK");
+    cmd.arg(key).arg(GROUP);
+    for id in ids {
+        cmd.arg(id.to_string());
+    }
+    cmd.query_async::<()>(conn).await
+}
+
+/// Entries of `key` after `after` (exclusive), at most `count`, oldest first.
+pub(crate) async fn range_after(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    after: StreamId,
+    count: usize,
+) -> RedisResult<Vec<Entry>> {
+    let reply: Value = redis::cmd("XRANGE")
+        .arg(key)
+        .arg(format!("({after}"))
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    Ok(parse_entries(reply).entries)
+}
+
+/// Unforwarded entries: delivered-but-unacknowledged plus never delivered (`XINFO GROUPS`).
+pub(crate) async fn backlog(conn: &mut MultiplexedConnection, key: &str) -> RedisResult<u64> {
+    let groups: Vec<Value> = redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(conn).await?;
+    for group in groups {
+        let map = flat_map(group);
+        if map.iter().any(|(k, v)| k == "name" && as_string(v).as_deref() == Some(GROUP)) {
+            let get = |name: &str| map.iter().find(|(k, _)| k == name).and_then(|(_, v)| as_u64(v));
+            let pending = get("pending").unwrap_or(0);
+            // `lag` is nil when Redis cannot tell (after deletions): count the stream instead.
+            let lag = match get("lag") {
+                Some(lag) => lag,
+                None => redis::cmd("XLEN").arg(key).query_async::<u64>(conn).await?,
+            };
+            return Ok(pending + lag);
+        }
+    }
+    Ok(0)
+}
+
+/// Deletes the `n` oldest entries after `after` (the confirmed mark) and acknowledges them;
+/// returns the IDs removed. The last-generated ID is unchanged (`XDEL`), so no ID is reused.
+pub(crate) async fn drop_oldest(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    after: StreamId,
+    n: usize,
+) -> RedisResult<Vec<StreamId>> {
+    let ids: Vec<StreamId> = range_after(conn, key, after, n).await?.into_iter().map(|e| e.id).collect();
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    let xack = pipe.cmd("XACK").arg(key).arg(GROUP);
+    for id in &ids {
+        xack.arg(id.to_string());
+    }
+    xack.ignore();
+    let xdel = pipe.cmd("XDEL").arg(key);
+    for id in &ids {
+        xdel.arg(id.to_string());
+    }
+    xdel.ignore();
+    pipe.query_async::<()>(conn).await?;
+    Ok(ids)
+}
+
+/// The stream's last-generated ID (survives deletions), `None` if there is no stream.
+pub(crate) async fn last_generated(conn: &mut MultiplexedConnection, key: &str) -> RedisResult<Option<StreamId>> {
+    let info: RedisResult<Value> = redis::cmd("XINFO").arg("STREAM").arg(key).query_async(conn).await;
+    let info = match info {
+        Ok(v) => v,
+        Err(e) if e.to_string().contains("no such key") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let map = flat_map(info);
+    Ok(map.iter().find(|(k, _)| k == "last-generated-id").and_then(|(_, v)| as_string(v)).and_then(|s| s.parse().ok()))
+}
+
+/// Moves the stream's last ID forward to `id` (creating the stream if needed), so the next
+/// `XADD *` cannot reuse an ID upstream already holds.
+pub(crate) async fn set_last_id(conn: &mut MultiplexedConnection, key: &str, id: StreamId) -> RedisResult<()> {
+    ensure_group(conn, key).await?;
+    redis::cmd("XSETID").arg(key).arg(id.to_string()).query_async(conn).await
+}
+
+fn flat_map(v: Value) -> Vec<(String, Value)> {
+    match v {
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len() / 2);
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if let Some(k) = as_string(&k) {
+                    out.push((k, v));
+                }
+            }
+            out
+        }
+        Value::Map(pairs) => pairs.into_iter().filter_map(|(k, v)| as_string(&k).map(|k| (k, v))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn as_string(v: &Value) -> Option<String> {
+    redis::from_redis_value::<String>(v.clone()).ok()
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    redis::from_redis_value::<u64>(v.clone()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_key_shares_the_hash_tag() {
+        assert_eq!(state_key("roadsight:{rsu-1:north}:detections"), "roadsight:{rsu-1:north}:uplink");
+    }
+
+    #[test]
+    fn parses_entries_and_trimmed_pending_ids() {
+        let entry = |id: &str, fields: Option<&[&str]>| {
+            Value::Array(vec![
+                Value::BulkString(id.as_bytes().to_vec()),
+                match fields {
+                    Some(f) => Value::Array(f.iter().map(|s| Value::BulkString(s.as_bytes().to_vec())).collect()),
+                    None => Value::Nil,
+                },
+            ])
+        };
+        let reply = Value::Array(vec![Value::Array(vec![
+            Value::BulkString(b"k".to_vec()),
+            Value::Array(vec![entry("1-0", Some(&["v", "1", "n", "0"])), entry("2-0", None)]),
+        ])]);
+        let streams = parse_streams(reply);
+        assert_eq!(streams.len(), 1);
+        let (key, batch) = &streams[0];
+        assert_eq!(key, b"k");
+        assert_eq!(batch.entries.len(), 1);
+        assert_eq!(batch.entries[0].id.to_string(), "1-0");
+        assert_eq!(batch.entries[0].fields[1], (b"n".to_vec(), b"0".to_vec()));
+        assert_eq!(batch.gone.iter().map(ToString::to_string).collect::<Vec<_>>(), ["2-0"]);
+    }
+}
