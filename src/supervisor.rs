@@ -159,6 +159,20 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         tracing::warn!(stage = "publish", entries = late, "Results produced after the publisher stopped; dropped.");
     }
     log_summary(&infos);
+    if config.uplink.is_some() {
+        for cam in &config.cameras {
+            let m = metrics.uplink.camera(&cam.id);
+            tracing::info!(
+                camera = %cam.id,
+                forwarded = m.forwarded.get(),
+                duplicates = m.duplicates.get(),
+                dropped = m.dropped.get(),
+                gaps = m.gaps.get(),
+                backlog = m.backlog.get(),
+                "Uplink summary."
+            );
+        }
+    }
     Ok(())
 }
 

@@ -47,6 +47,8 @@ impl StreamId {
     /// `0-0`: below every entry; the `prev` of a stream never forwarded.
     pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
 
+    /// The ID `ms-seq`.
+    #[must_use]
     pub const fn new(ms: u64, seq: u64) -> StreamId {
         StreamId { ms, seq }
     }
@@ -99,7 +101,9 @@ impl redis::FromRedisValue for StreamId {
 /// One stream entry: its ID and its field/value pairs in order (values may be binary).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The ID the local Redis gave the entry.
     pub id: StreamId,
+    /// Field/value pairs, in the order they were written.
     pub fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -139,7 +143,8 @@ pub enum AppendOutcome {
 /// # Errors
 /// Connection errors, and the server's refusal to load (e.g. an ACL user without `FUNCTION`).
 pub async fn ensure_loaded<C: ConnectionLike + Send>(conn: &mut C) -> RedisResult<LoadOutcome> {
-    let probe: RedisResult<i64> = redis::cmd("FCALL_RO").arg("roadsight_version").arg(0).query_async(conn).await;
+    let probe: RedisResult<i64> =
+        redis::cmd("FCALL_RO").arg("roadsight_version").arg(0).query_async(conn).await;
     let found = match probe {
         Ok(version) => Some(version),
         Err(e) if is_function_missing(&e) => None,
@@ -216,6 +221,7 @@ where
 {
     match cmd.query_async(conn).await {
         Err(e) if is_function_missing(&e) => {
+            tracing::warn!(error = %e, "Upstream lacks the roadsight library; loading it again.");
             let load = redis::cmd("FUNCTION").arg("LOAD").arg(LIBRARY).exec_async(conn).await;
             match load {
                 Err(e) if !e.detail().is_some_and(|d| d.contains("already exists")) => return Err(e),
@@ -270,14 +276,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_explicit_id() {
-        for bad in ["", "-", "1-", "-1", "1-2-3", "*", "1-*", "+1-2", " 1-2", "a-1", "18446744073709551616-0"] {
+        for bad in ["", "-", "1-", "-1", "1-2-3", "*", "1-*", "+1-2", " 1-2", "a-1", "18446744073709551616-0"]
+        {
             assert!(bad.parse::<StreamId>().is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn orders_by_ms_then_seq_numerically() {
-        let ids: Vec<StreamId> = ["9-0", "10-0", "10-2", "10-10", "11"].iter().map(|s| s.parse().unwrap()).collect();
+        let ids: Vec<StreamId> =
+            ["9-0", "10-0", "10-2", "10-10", "11"].iter().map(|s| s.parse().unwrap()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(StreamId::new(10, 10).to_string(), "10-10");
     }
@@ -289,12 +297,24 @@ mod tests {
         assert!(LIBRARY.starts_with("#!lua name=roadsight\n"));
     }
 
+    /// The uplink runs these in spawned tasks.
+    #[allow(dead_code)]
+    fn calls_are_send<C: ConnectionLike + Send>(conn: &mut C) {
+        fn send<T: Send>(_: T) {}
+        send(ensure_loaded(conn));
+        send(append(conn, "k", StreamId::ZERO, false, false, &[]));
+        send(last_id(conn, "k"));
+    }
+
     #[test]
     fn reads_the_three_append_replies() {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let ok = Value::Array(vec![bulk("ok"), Value::Int(2), Value::Int(1), bulk("5-1")]);
         let last = StreamId::new(5, 1);
-        assert_eq!(parse_append_reply(&ok), Some(AppendOutcome::Appended { applied: 2, duplicates: 1, last }));
+        assert_eq!(
+            parse_append_reply(&ok),
+            Some(AppendOutcome::Appended { applied: 2, duplicates: 1, last })
+        );
         assert_eq!(parse_append_reply(&Value::Array(vec![bulk("missing")])), Some(AppendOutcome::Missing));
         let gap = Value::Array(vec![bulk("gap"), bulk("5-1")]);
         assert_eq!(parse_append_reply(&gap), Some(AppendOutcome::Gap { upstream_last: last }));

@@ -3,7 +3,8 @@
 --
 -- Loaded and upgraded by roadsightd at connect (`FUNCTION LOAD REPLACE`); Redis persists and
 -- replicates it with the data set. Bump VERSION with every change, and LIBRARY_VERSION in
--- function.rs with it: a daemon never replaces a newer library.
+-- function.rs with it: a daemon never replaces a newer library, so a newer version must keep
+-- the calls and replies of the older ones (older daemons keep calling it).
 --
 -- IDs are compared as decimal strings (length, then digits), exact over the whole u64 range.
 
