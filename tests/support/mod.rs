@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod upstream;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
@@ -36,7 +39,7 @@ pub fn ort_library() -> PathBuf {
 
 /// A command whose process is killed if the test thread that started it dies (a panic, an
 /// interrupted run): the harness never leaves a redis-server, camera or daemon behind.
-fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
@@ -290,6 +293,18 @@ impl Daemon {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// SIGKILL, as a power cut or the OOM killer would.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
+    }
+
+    /// Waits until the log holds `text`.
+    pub fn wait_log(&self, text: &str, timeout: Duration) {
+        wait_for(timeout, &format!("`{text}` in the daemon's log"), || self.log().contains(text).then_some(()));
+    }
+
     pub fn log(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
@@ -314,7 +329,16 @@ impl Drop for Daemon {
 
 /// Reads `key=value` from the daemon's "Camera summary." line for `camera`.
 pub fn summary_value(log: &str, camera: &str, key: &str) -> Option<u64> {
-    let line = log.lines().find(|l| l.contains("Camera summary.") && l.contains(&format!("camera={camera} ")))?;
+    line_value(log, "Camera summary.", camera, key)
+}
+
+/// Reads `key=value` from the daemon's "Uplink summary." line for `camera`.
+pub fn uplink_value(log: &str, camera: &str, key: &str) -> Option<u64> {
+    line_value(log, "Uplink summary.", camera, key)
+}
+
+fn line_value(log: &str, marker: &str, camera: &str, key: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains(marker) && l.contains(&format!("camera={camera} ")))?;
     let start = line.find(&format!(" {key}="))? + key.len() + 2;
     line[start..].split_whitespace().next()?.parse().ok()
 }

@@ -79,13 +79,14 @@ struct Shared {
     to_client: AtomicU64,
     swallowed: AtomicU64,
     cuts_fired: AtomicU64,
+    /// The value of `cuts_fired` once the cut armed last has fired.
+    cut_target: AtomicU64,
 }
 
 struct Conn {
     id: u64,
     client: TcpStream,
     server: TcpStream,
-    link: Arc<Link>,
 }
 
 /// Per-connection state shared by its two pumps.
@@ -221,7 +222,11 @@ impl Proxy {
     /// As [`Proxy::cut_after_next_request`], for the next chunk containing `needle` (ASCII
     /// case-insensitive, e.g. `b"FCALL"`), so a health-check PING does not fire it.
     pub fn cut_after_request_containing(&self, needle: &[u8]) {
-        *self.shared.armed.lock().unwrap() = Some(needle.to_ascii_uppercase());
+        let mut armed = self.shared.armed.lock().unwrap();
+        if armed.is_none() {
+            self.shared.cut_target.store(self.shared.cuts_fired.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+        }
+        *armed = Some(needle.to_ascii_uppercase());
     }
 
     /// Whether an armed cut is still waiting for its request.
@@ -229,20 +234,18 @@ impl Proxy {
         self.shared.armed.lock().unwrap().is_some()
     }
 
-    /// Waits until the armed cuts fired so far number at least `n`... in practice: until the
-    /// last armed cut closed its connection. Returns false after `timeout`.
+    /// Waits until the cut armed last has fired and closed its connection; false after
+    /// `timeout`.
     pub fn wait_cut_fired(&self, timeout: Duration) -> bool {
         let start = Instant::now();
-        let target = self.shared.cuts_fired.load(Ordering::SeqCst).max(1);
-        loop {
-            if !self.is_armed() && self.shared.cuts_fired.load(Ordering::SeqCst) >= target {
-                return true;
-            }
+        let target = self.shared.cut_target.load(Ordering::SeqCst);
+        while self.shared.cuts_fired.load(Ordering::SeqCst) < target {
             if start.elapsed() >= timeout {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        true
     }
 
     /// Connections open right now.
@@ -316,15 +319,15 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
         let link = Arc::new(Link::default());
         let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else { continue };
         let (Ok(c3), Ok(s3)) = (client.try_clone(), server.try_clone()) else { continue };
-        shared.conns.lock().unwrap().push(Conn { id, client: c3, server: s3, link: link.clone() });
-        {
-            let (shared, link) = (shared.clone(), link.clone());
-            shared.clone().spawn(move || pump_to_server(id, client, server, &shared, &link));
+        shared.conns.lock().unwrap().push(Conn { id, client: c3, server: s3 });
+        // A cut that raced with this accept: it must not survive the cut.
+        if shared.refusing.load(Ordering::SeqCst) {
+            shared.close(id);
         }
-        {
-            let shared2 = shared.clone();
-            shared.spawn(move || pump_to_client(id, s2, c2, &shared2, &link));
-        }
+        let (shared1, link1) = (shared.clone(), link.clone());
+        shared.spawn(move || pump_to_server(id, client, server, &shared1, &link1));
+        let shared2 = shared.clone();
+        shared.spawn(move || pump_to_client(id, s2, c2, &shared2, &link));
     }
 }
 
@@ -368,7 +371,10 @@ fn pump_to_server(id: u64, mut from: TcpStream, mut to: TcpStream, shared: &Arc<
             let (shared2, link) = (shared.clone(), link.clone());
             shared.spawn(move || {
                 let start = Instant::now();
-                while !link.replied.load(Ordering::SeqCst) && start.elapsed() < REPLY_WAIT_MAX {
+                while !link.replied.load(Ordering::SeqCst)
+                    && start.elapsed() < REPLY_WAIT_MAX
+                    && !shared2.shutdown.load(Ordering::SeqCst)
+                {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 std::thread::sleep(REPLY_SETTLE);

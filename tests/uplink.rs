@@ -1,0 +1,226 @@
+//! Store and forward: every entry of the local streams reaches the central Redis with the same
+//! ID and fields, in order, exactly once, across upstream outages, cut links, daemon kills,
+//! local Redis restarts and deleted upstream streams.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use support::proxy::Proxy;
+use support::upstream::{RedisCluster, UpstreamRedis};
+use support::{ConfigDir, Daemon, Redis, uplink_value, wait_for};
+
+type Entries = Vec<(String, HashMap<String, String>)>;
+
+/// A daemon whose cameras are all disabled: only the uplink works, on entries the test writes.
+fn daemon(local: &Redis, upstream_url: &str, cameras: &[&str], extra: &str) -> (ConfigDir, Daemon) {
+    let uplink = format!("[uplink]\nenabled = true\nurl = \"{upstream_url}\"\nbatch = 200\n{extra}");
+    let config = ConfigDir::new(&local.url(), &uplink);
+    for cam in cameras {
+        config.camera(cam, "rtsp://127.0.0.1:9/none", "enabled = false");
+    }
+    let daemon = Daemon::start(&config);
+    daemon.wait_log("roadsightd running.", Duration::from_secs(30));
+    (config, daemon)
+}
+
+/// Appends `n` entries to `key` in the local Redis, as the publisher would (IDs by Redis).
+fn produce(local: &Redis, key: &str, n: usize) {
+    let mut conn = local.connect().unwrap();
+    for chunk in 0..n.div_ceil(500) {
+        let mut pipe = redis::pipe();
+        for i in chunk * 500..((chunk + 1) * 500).min(n) {
+            pipe.cmd("XADD").arg(key).arg("*").arg("v").arg("1").arg("seq").arg(i).arg("det").arg("[]").ignore();
+        }
+        let () = pipe.query(&mut conn).unwrap();
+    }
+}
+
+fn ids(entries: &Entries) -> Vec<&str> {
+    entries.iter().map(|(id, _)| id.as_str()).collect()
+}
+
+/// Waits until upstream holds `n` entries of `key`, then returns them.
+fn arrived(upstream: impl Fn(&str) -> Entries, key: &str, n: usize, timeout: Duration) -> Entries {
+    wait_for(timeout, &format!("{n} entries upstream"), || {
+        let e = upstream(key);
+        (e.len() >= n).then_some(e)
+    })
+}
+
+#[test]
+fn steady_state_every_entry_arrives_with_the_same_id_and_fields_in_order() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start();
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north"], "");
+    let key = config.stream_key("north");
+    for _ in 0..5 {
+        produce(&local, &key, 40);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = arrived(|k| upstream.entries(k), &key, 200, Duration::from_secs(20));
+    assert_eq!(got, local.entries(&key), "same IDs, same fields, same order");
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(uplink_value(&log, "north", "forwarded"), Some(200), "{log}");
+}
+
+#[test]
+fn upstream_down_while_5000_entries_are_produced_then_all_arrive_once() {
+    let local = Redis::start();
+    let mut upstream = UpstreamRedis::start();
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north"], "");
+    let key = config.stream_key("north");
+    produce(&local, &key, 100);
+    arrived(|k| upstream.entries(k), &key, 100, Duration::from_secs(20));
+
+    upstream.kill();
+    produce(&local, &key, 5_000);
+    std::thread::sleep(Duration::from_secs(2));
+    upstream.restart();
+    let got = arrived(|k| upstream.entries(k), &key, 5_100, Duration::from_secs(60));
+    assert_eq!(ids(&got), ids(&local.entries(&key)), "all arrive, in order, none twice");
+    drop(daemon);
+}
+
+#[test]
+fn a_link_cut_after_upstream_applied_a_batch_leaves_each_entry_once() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start();
+    let proxy = Proxy::start(upstream.addr());
+    let (config, daemon) = daemon(&local, &proxy.url(), &["north"], "");
+    let key = config.stream_key("north");
+    produce(&local, &key, 50);
+    arrived(|k| upstream.entries(k), &key, 50, Duration::from_secs(20));
+
+    // The next append reaches upstream and is applied, but its reply never comes back.
+    proxy.cut_after_request_containing(b"roadsight_append");
+    produce(&local, &key, 50);
+    assert!(proxy.wait_cut_fired(Duration::from_secs(20)), "the cut happened mid-batch");
+    let got = arrived(|k| upstream.entries(k), &key, 100, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(ids(&upstream.entries(&key)), ids(&local.entries(&key)), "each entry exactly once");
+    assert_eq!(got.len(), 100);
+    let (_, log) = daemon.stop();
+    assert!(uplink_value(&log, "north", "duplicates").unwrap() > 0, "the retry was recognised: {log}");
+}
+
+#[test]
+fn a_daemon_killed_while_forwarding_loses_and_duplicates_nothing_after_restart() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start();
+    let (config, first) = daemon(&local, &upstream.url(), &["north"], "");
+    let key = config.stream_key("north");
+    produce(&local, &key, 4_000);
+    wait_for(Duration::from_secs(20), "forwarding under way", || (!upstream.entries(&key).is_empty()).then_some(()));
+    first.kill();
+    produce(&local, &key, 1_000);
+
+    let second = Daemon::start(&config);
+    let got = arrived(|k| upstream.entries(k), &key, 5_000, Duration::from_secs(60));
+    assert_eq!(ids(&got), ids(&local.entries(&key)));
+    drop(second);
+}
+
+#[test]
+fn a_local_redis_restart_resumes_forwarding_where_it_was() {
+    let mut local = Redis::start();
+    let upstream = UpstreamRedis::start();
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north"], "");
+    let key = config.stream_key("north");
+    produce(&local, &key, 300);
+    arrived(|k| upstream.entries(k), &key, 300, Duration::from_secs(20));
+    local.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    local.restart();
+    produce(&local, &key, 300);
+    let got = arrived(|k| upstream.entries(k), &key, 600, Duration::from_secs(30));
+    assert_eq!(ids(&got), ids(&local.entries(&key)));
+    drop(daemon);
+}
+
+#[test]
+fn upstream_ahead_at_start_moves_the_local_last_id_and_new_entries_land() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start();
+    let key = "roadsight:{test:north}:detections";
+    // Upstream holds an ID from the future: the local stream's own clock will not pass it soon.
+    upstream.cli(&["XADD", key, "9999999999999-0", "v", "1", "seq", "0"]);
+    let (_config, daemon) = daemon(&local, &upstream.url(), &["north"], "");
+    produce(&local, key, 10);
+    let local_ids: Vec<String> = local.entries(key).into_iter().map(|(id, _)| id).collect();
+    assert!(local_ids.iter().all(|id| id.as_str() > "9999999999999-0"), "{local_ids:?}");
+    let got = arrived(|k| upstream.entries(k), key, 11, Duration::from_secs(20));
+    assert_eq!(ids(&got)[1..], local_ids.iter().map(String::as_str).collect::<Vec<_>>()[..]);
+    drop(daemon);
+}
+
+#[test]
+fn past_the_backlog_budget_the_oldest_are_dropped_and_counted_and_the_rest_arrive() {
+    let local = Redis::start();
+    let mut upstream = UpstreamRedis::start();
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north"], "backlog_entries = 1000\n[publish]\nmaxlen = 5000\n");
+    let key = config.stream_key("north");
+    produce(&local, &key, 10);
+    arrived(|k| upstream.entries(k), &key, 10, Duration::from_secs(20));
+    upstream.kill();
+    produce(&local, &key, 3_000);
+    daemon.wait_log("Backlog over budget", Duration::from_secs(20));
+    upstream.restart();
+    wait_for(Duration::from_secs(30), "the backlog to drain", || {
+        (upstream.entries(&key).len() == local.entries(&key).len()).then_some(())
+    });
+    let (_, log) = daemon.stop();
+    let dropped = uplink_value(&log, "north", "dropped").unwrap();
+    let held = upstream.entries(&key).len() as u64;
+    assert!(dropped >= 2_000, "{log}");
+    assert_eq!(held + dropped, 3_010, "the drop counter equals what is missing upstream");
+    assert_eq!(ids(&upstream.entries(&key))[..10], ids(&local.entries(&key))[..10]);
+}
+
+#[test]
+fn a_deleted_upstream_stream_is_reported_not_recreated_and_others_keep_flowing() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start();
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north", "south"], "");
+    let (north, south) = (config.stream_key("north"), config.stream_key("south"));
+    produce(&local, &north, 20);
+    produce(&local, &south, 20);
+    arrived(|k| upstream.entries(k), &north, 20, Duration::from_secs(20));
+    arrived(|k| upstream.entries(k), &south, 20, Duration::from_secs(20));
+
+    upstream.cli(&["DEL", &north]);
+    produce(&local, &north, 20);
+    produce(&local, &south, 20);
+    arrived(|k| upstream.entries(k), &south, 40, Duration::from_secs(20));
+    daemon.wait_log("Upstream stream is missing", Duration::from_secs(10));
+    assert_eq!(upstream.cli(&["EXISTS", &north]).trim(), "0", "not recreated");
+    drop(daemon);
+}
+
+#[test]
+fn a_three_master_cluster_receives_every_camera_once() {
+    let local = Redis::start();
+    let cluster = RedisCluster::start(3);
+    // Camera ids whose stream keys land on each of the three masters.
+    let mut cameras: Vec<String> = Vec::new();
+    for node in 0..3 {
+        let id = (0..1000)
+            .map(|i| format!("cam{i}"))
+            .find(|id| cluster.node_for(&format!("roadsight:{{test:{id}}}:detections")) == node && !cameras.contains(id))
+            .unwrap();
+        cameras.push(id);
+    }
+    let names: Vec<&str> = cameras.iter().map(String::as_str).collect();
+    let (config, daemon) = daemon(&local, &cluster.seed_url(), &names, "cluster = true\n");
+    for cam in &names {
+        produce(&local, &config.stream_key(cam), 300);
+    }
+    for cam in &names {
+        let key = config.stream_key(cam);
+        let got = arrived(|k| cluster.entries(k), &key, 300, Duration::from_secs(30));
+        assert_eq!(ids(&got), ids(&local.entries(&key)), "{cam}");
+    }
+    drop(daemon);
+}
