@@ -8,20 +8,31 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use support::proxy::Proxy;
-use support::upstream::{RedisCluster, UpstreamRedis};
+use support::upstream::{RedisCluster, RedisOptions, ReplicatedRedis, TlsRedis, UpstreamRedis};
 use support::{ConfigDir, Daemon, Redis, uplink_value, wait_for};
 
 type Entries = Vec<(String, HashMap<String, String>)>;
 
-/// A daemon whose cameras are all disabled: only the uplink works, on entries the test writes.
-fn daemon(local: &Redis, upstream_url: &str, cameras: &[&str], extra: &str) -> (ConfigDir, Daemon) {
-    let uplink = format!("[uplink]\nenabled = true\nurl = \"{upstream_url}\"\nbatch = 200\n{extra}");
+/// A config whose cameras are all disabled: only the uplink works, on entries the test writes.
+/// `capture` lines go into `[capture]`, `extra` into `[uplink]`.
+fn uplink_config(local: &Redis, upstream_url: &str, cameras: &[&str], capture: &str, extra: &str) -> ConfigDir {
+    let uplink = format!("{capture}\n[uplink]\nenabled = true\nurl = \"{upstream_url}\"\nbatch = 200\n{extra}");
     let config = ConfigDir::new(&local.url(), &uplink);
     for cam in cameras {
         config.camera(cam, "rtsp://127.0.0.1:9/none", "enabled = false");
     }
-    let daemon = Daemon::start(&config);
+    config
+}
+
+fn started(config: &ConfigDir) -> Daemon {
+    let daemon = Daemon::start(config);
     daemon.wait_log("roadsightd running.", Duration::from_secs(30));
+    daemon
+}
+
+fn daemon(local: &Redis, upstream_url: &str, cameras: &[&str], extra: &str) -> (ConfigDir, Daemon) {
+    let config = uplink_config(local, upstream_url, cameras, "", extra);
+    let daemon = started(&config);
     (config, daemon)
 }
 
@@ -223,4 +234,64 @@ fn a_three_master_cluster_receives_every_camera_once() {
         assert_eq!(ids(&got), ids(&local.entries(&key)), "{cam}");
     }
     drop(daemon);
+}
+
+/// `credentials/upstream` in the config folder holds `password`; `capture.credentials_dir` points there.
+fn with_credential(config: &ConfigDir, password: &str) {
+    let dir = config.dir.path().join("credentials");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("upstream"), password).unwrap();
+}
+
+#[test]
+fn a_tls_upstream_with_an_acl_user_receives_everything() {
+    let local = Redis::start();
+    let upstream = TlsRedis::start_with(RedisOptions::default().acl_user("box", "s3cret-pw"));
+    let extra = format!(
+        "username = \"box\"\ncredential = \"upstream\"\ntls_ca_file = \"{}\"\n",
+        upstream.ca_file().display()
+    );
+    let config = uplink_config(&local, &upstream.url(), &["north"], "credentials_dir = \"credentials\"", &extra);
+    with_credential(&config, "s3cret-pw\n");
+    let daemon = started(&config);
+    let key = config.stream_key("north");
+    produce(&local, &key, 100);
+    let got = arrived(|k| upstream.entries(k), &key, 100, Duration::from_secs(20));
+    assert_eq!(ids(&got), ids(&local.entries(&key)));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert!(!log.contains("s3cret-pw"), "the password never reaches the log");
+}
+
+#[test]
+fn a_wrong_upstream_password_is_a_clear_error_and_a_counted_retry_not_a_crash() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start_with(RedisOptions::default().acl_user("box", "right-pw"));
+    let config = uplink_config(&local, &upstream.url(), &["north"], "credentials_dir = \"credentials\"", "username = \"box\"\ncredential = \"upstream\"\n");
+    with_credential(&config, "wrong-pw\n");
+    let mut daemon = started(&config);
+    produce(&local, &config.stream_key("north"), 10);
+    wait_for(Duration::from_secs(20), "two failed attempts", || {
+        (daemon.log().matches("Uplink interrupted; retrying.").count() >= 2).then_some(())
+    });
+    assert!(daemon.is_running());
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0));
+    let lower = log.to_lowercase();
+    assert!(lower.contains("wrongpass") || lower.contains("authentication"), "{log}");
+    assert!(!log.contains("wrong-pw"), "the password never reaches the log");
+    assert_eq!(upstream.entries(&config.stream_key("north")).len(), 0);
+}
+
+#[test]
+fn with_wait_a_batch_counts_as_forwarded_once_a_replica_holds_it() {
+    let local = Redis::start();
+    let upstream = ReplicatedRedis::start();
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north"], "wait_replicas = 1\nwait_timeout_ms = 1000\n");
+    let key = config.stream_key("north");
+    produce(&local, &key, 100);
+    let got = arrived(|k| upstream.replica.entries(k), &key, 100, Duration::from_secs(20));
+    assert_eq!(ids(&got), ids(&local.entries(&key)));
+    let (_, log) = daemon.stop();
+    assert_eq!(uplink_value(&log, "north", "forwarded"), Some(100), "{log}");
 }

@@ -15,7 +15,7 @@ mod uplink;
 mod validate;
 
 pub use load::load;
-pub use uplink::UplinkConfig;
+pub use uplink::{TlsFiles, UplinkConfig};
 
 /// Any problem with the configuration. Always names the file and, where there is one, the field.
 #[derive(Debug, thiserror::Error)]

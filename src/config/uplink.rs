@@ -1,7 +1,7 @@
 //! `[uplink]`: store-and-forward of every camera stream to a central Redis or Redis Cluster.
 //! Raw keys (with their defaults) and their validation live together here, as one section.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -55,6 +55,16 @@ pub(crate) struct RawUplink {
     /// How long `WAIT` may take. Default: [`DEFAULT_UPLINK_WAIT_TIMEOUT_MS`].
     #[serde(default = "default_wait_timeout_ms")]
     pub wait_timeout_ms: u64,
+    /// `rediss://` only: CA certificate (PEM) to verify upstream with. Default: none (the
+    /// system's trust store).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// `rediss://` only: client certificate (PEM) for mutual TLS. Default: none.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// `rediss://` only: the client certificate's key (PEM). Default: none.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for RawUplink {
@@ -70,6 +80,9 @@ impl Default for RawUplink {
             backlog_entries: DEFAULT_UPLINK_BACKLOG_ENTRIES,
             wait_replicas: DEFAULT_UPLINK_WAIT_REPLICAS,
             wait_timeout_ms: DEFAULT_UPLINK_WAIT_TIMEOUT_MS,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -100,11 +113,22 @@ pub struct UplinkConfig {
     pub backlog_entries: u64,
     pub wait_replicas: u32,
     pub wait_timeout: Duration,
+    /// TLS files (paths resolved), used with `rediss://`.
+    pub tls: TlsFiles,
+}
+
+/// Certificates for a `rediss://` upstream.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsFiles {
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key, for mutual TLS.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// `None` when the uplink is disabled. `maxlen` is `publish.maxlen`, which must leave room for
-/// the backlog (Redis 7 trims entries that were never forwarded).
-pub(super) fn validate(raw: RawUplink, file: &Path, maxlen: u64) -> Result<Option<UplinkConfig>, ConfigError> {
+/// the backlog (Redis 7 trims entries that were never forwarded). Relative TLS paths resolve
+/// against `dir`.
+pub(super) fn validate(raw: RawUplink, file: &Path, dir: &Path, maxlen: u64) -> Result<Option<UplinkConfig>, ConfigError> {
     let at = |field: &str, message: String| ConfigError::Field { file: file.to_owned(), field: field.to_owned(), message };
     if !raw.enabled {
         return Ok(None);
@@ -128,6 +152,25 @@ pub(super) fn validate(raw: RawUplink, file: &Path, maxlen: u64) -> Result<Optio
             ),
         ));
     }
+    let tls_wanted = raw.tls_ca_file.is_some() || raw.tls_cert_file.is_some() || raw.tls_key_file.is_some();
+    if tls_wanted && !url.starts_with("rediss://") {
+        return Err(at("uplink.url", "TLS files are set but the URL is not rediss://".into()));
+    }
+    let existing = |field: &str, p: Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+        match p.map(|p| dir.join(p)) {
+            Some(p) if !p.is_file() => Err(at(field, format!("{} does not exist", p.display()))),
+            other => Ok(other),
+        }
+    };
+    let ca = existing("uplink.tls_ca_file", raw.tls_ca_file)?;
+    let cert = existing("uplink.tls_cert_file", raw.tls_cert_file)?;
+    let key = existing("uplink.tls_key_file", raw.tls_key_file)?;
+    let client = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(_), None) => return Err(at("uplink.tls_key_file", "required with `uplink.tls_cert_file`".into())),
+        (None, Some(_)) => return Err(at("uplink.tls_cert_file", "required with `uplink.tls_key_file`".into())),
+    };
     Ok(Some(UplinkConfig {
         url,
         cluster: raw.cluster,
@@ -138,5 +181,6 @@ pub(super) fn validate(raw: RawUplink, file: &Path, maxlen: u64) -> Result<Optio
         backlog_entries: raw.backlog_entries,
         wait_replicas: raw.wait_replicas,
         wait_timeout: Duration::from_millis(raw.wait_timeout_ms),
+        tls: TlsFiles { ca, client },
     }))
 }

@@ -60,7 +60,7 @@ pub(super) fn global(raw: RawGlobal, file: &Path) -> Result<Config, ConfigError>
         model: model(raw.model, file, &dir)?,
         publish,
         capture,
-        uplink: super::uplink::validate(raw.uplink, file, maxlen)?,
+        uplink: super::uplink::validate(raw.uplink, file, &dir, maxlen)?,
         cameras: Vec::new(),
     })
 }
@@ -314,14 +314,11 @@ fn redis_url(text: &str) -> Result<String, String> {
     }
 }
 
-/// The central Redis: `redis://` or `rediss://` with a host (no unix socket: it is remote).
+/// The central Redis: `redis://` or `rediss://` (TLS) with a host (no unix socket: it is remote).
 pub(super) fn upstream_url(text: &str) -> Result<String, String> {
     let url = redis_url(text).map_err(|m| m.replace("`redis.username` and `redis.credential`", "`uplink.username` and `uplink.credential`"))?;
     if url.starts_with("unix") || url.starts_with("redis+unix") {
         return Err("a unix socket is not an upstream, expected redis://host:port".into());
-    }
-    if url.starts_with("rediss") {
-        return Err("TLS upstreams (rediss://) are not supported by this build yet, expected redis://host:port".into());
     }
     Ok(url)
 }

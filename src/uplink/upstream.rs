@@ -6,10 +6,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+use redis::{AsyncConnectionConfig, ClientTlsConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, TlsCertificates, Value};
 
 use super::UplinkError;
-use crate::config::UplinkConfig;
+use crate::config::{TlsFiles, UplinkConfig};
 use crate::credentials::{self, Secret};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -44,10 +44,11 @@ impl ConnectionLike for Upstream {
     }
 }
 
-/// How to reach upstream; the password is read once, at start.
+/// How to reach upstream; the password and certificates are read once, at start.
 pub(crate) struct UpstreamTarget {
     config: UplinkConfig,
     password: Option<Secret>,
+    tls: Option<TlsCertificates>,
     /// The URL for log lines (never holds credentials: validation refuses user info).
     pub display: String,
 }
@@ -61,7 +62,8 @@ impl UpstreamTarget {
             })?),
             None => None,
         };
-        Ok(Self { display: credentials::redact_url(&config.url), config: config.clone(), password })
+        let tls = if config.url.starts_with("rediss://") { Some(read_certificates(&config.tls)?) } else { None };
+        Ok(Self { display: credentials::redact_url(&config.url), config: config.clone(), password, tls })
     }
 
     /// One connection attempt, bounded in time.
@@ -77,6 +79,9 @@ impl UpstreamTarget {
                 if let Some(pw) = &self.password {
                     builder = builder.password(pw.expose().to_owned());
                 }
+                if let Some(certs) = &self.tls {
+                    builder = builder.certs(certs.clone());
+                }
                 let client = builder.build()?;
                 Ok(Upstream::Cluster(client.get_async_connection().await?))
             } else {
@@ -89,7 +94,10 @@ impl UpstreamTarget {
                     settings = settings.set_password(pw.expose());
                 }
                 info = info.set_redis_settings(settings);
-                let client = redis::Client::open(info)?;
+                let client = match &self.tls {
+                    Some(certs) => redis::Client::build_with_tls(info, certs.clone())?,
+                    None => redis::Client::open(info)?,
+                };
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -101,4 +109,22 @@ impl UpstreamTarget {
             Err(_) => Err(UplinkError::Timeout("connecting upstream")),
         }
     }
+}
+
+/// Reads the PEM files named in the config (the key is a secret: never logged).
+fn read_certificates(files: &TlsFiles) -> Result<TlsCertificates, UplinkError> {
+    // rustls needs one process-wide crypto provider; a second install is a harmless no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |field: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| UplinkError::Config { field, message: format!("{}: {e}", path.display()) })
+    };
+    let root_cert = files.ca.as_deref().map(|p| read("uplink.tls_ca_file", p)).transpose()?;
+    let client_tls = match &files.client {
+        Some((cert, key)) => Some(ClientTlsConfig {
+            client_cert: read("uplink.tls_cert_file", cert)?,
+            client_key: read("uplink.tls_key_file", key)?,
+        }),
+        None => None,
+    };
+    Ok(TlsCertificates { client_tls, root_cert })
 }
