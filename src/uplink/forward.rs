@@ -81,6 +81,7 @@ async fn session(
     first: &mut bool,
 ) -> Result<std::convert::Infallible, UplinkError> {
     let mut local = uplink.local.connect_blocking_reads().await.map_err(|e| UplinkError::Local(e.to_string()))?;
+    let acked_trim = local::supports_acked_trim(&mut local).await.map_err(local_err)?;
     for s in streams.iter_mut() {
         local::ensure_group(&mut local, &s.key).await.map_err(local_err)?;
         s.confirmed = local::confirmed(&mut local, &s.key).await.map_err(local_err)?;
@@ -103,7 +104,7 @@ async fn session(
             if s.paused_until.is_some_and(|t| Instant::now() < t) {
                 continue;
             }
-            forward(uplink, &mut up, &mut local, s).await?;
+            forward(uplink, &mut up, &mut local, s, acked_trim).await?;
             backoff.reset();
         }
     }
@@ -140,7 +141,13 @@ async fn fill(local: &mut MultiplexedConnection, streams: &mut [Stream], batch: 
 }
 
 /// Appends one camera's pending batch upstream and confirms it locally.
-async fn forward(uplink: &Uplink, up: &mut Upstream, local: &mut MultiplexedConnection, s: &mut Stream) -> Result<(), UplinkError> {
+async fn forward(
+    uplink: &Uplink,
+    up: &mut Upstream,
+    local: &mut MultiplexedConnection,
+    s: &mut Stream,
+    acked_trim: bool,
+) -> Result<(), UplinkError> {
     let prev = s.prev_override.or(s.confirmed).unwrap_or(StreamId { ms: 0, seq: 0 });
     let create = s.confirmed.is_none();
     let started = Instant::now();
@@ -154,7 +161,7 @@ async fn forward(uplink: &Uplink, up: &mut Upstream, local: &mut MultiplexedConn
             let ids: Vec<StreamId> = s.pending.iter().map(|e| e.id).collect();
             let confirmed = s.pending.last().map_or(last, |e| e.id).max(last);
             let floor = retention_floor(confirmed, uplink.config.retention);
-            local::confirm(local, &s.key, &ids, confirmed, floor).await.map_err(local_err)?;
+            local::confirm(local, &s.key, &ids, confirmed, floor, acked_trim).await.map_err(local_err)?;
             s.confirmed = Some(confirmed);
             s.pending.clear();
             s.accept_gap = false;

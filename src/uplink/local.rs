@@ -129,13 +129,15 @@ fn parse_entries(items: Value) -> Batch {
 }
 
 /// Acknowledges `ids`, moves the confirmed mark to `last` and trims the stream behind
-/// `trim_below` (approximately), in one transaction.
+/// `trim_below` (approximately), in one transaction. With `acked_trim` (Redis ≥ 8.2) the trim
+/// also spares any entry a consumer group has not acknowledged, as a second safety net.
 pub(crate) async fn confirm(
     conn: &mut MultiplexedConnection,
     key: &str,
     ids: &[StreamId],
     last: StreamId,
     trim_below: Option<StreamId>,
+    acked_trim: bool,
 ) -> RedisResult<()> {
     let mut pipe = redis::pipe();
     pipe.atomic();
@@ -148,9 +150,25 @@ pub(crate) async fn confirm(
     }
     pipe.cmd("HSET").arg(state_key(key)).arg("confirmed").arg(last.to_string()).ignore();
     if let Some(floor) = trim_below {
-        pipe.cmd("XTRIM").arg(key).arg("MINID").arg("~").arg(floor.to_string()).ignore();
+        let trim = pipe.cmd("XTRIM").arg(key).arg("MINID").arg("~").arg(floor.to_string());
+        if acked_trim {
+            trim.arg("ACKED");
+        }
+        trim.ignore();
     }
     pipe.query_async::<()>(conn).await
+}
+
+/// Whether the local server trims with `ACKED` (Redis 8.2 and later).
+pub(crate) async fn supports_acked_trim(conn: &mut MultiplexedConnection) -> RedisResult<bool> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    Ok(info.lines().find_map(|l| l.strip_prefix("redis_version:")).is_some_and(|v| version_at_least(v.trim(), 8, 2)))
+}
+
+fn version_at_least(version: &str, major: u32, minor: u32) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (ma, mi) >= (major, minor)
 }
 
 /// Acknowledges entries that need no forwarding (trimmed while pending).
@@ -278,6 +296,14 @@ fn as_u64(v: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acked_trimming_needs_redis_8_2() {
+        assert!(!version_at_least("7.0.15", 8, 2));
+        assert!(!version_at_least("8.0.3", 8, 2));
+        assert!(version_at_least("8.2.0", 8, 2));
+        assert!(version_at_least("10.0.0", 8, 2));
+    }
 
     #[test]
     fn state_key_shares_the_hash_tag() {
