@@ -1,0 +1,244 @@
+//! The processes one scenario needs: the box's local redis-server on a unix socket (AOF), the
+//! central one on TCP loopback (killed and restarted on the same port for the outage), and the
+//! release `roadsightd`. Every child gets `PR_SET_PDEATHSIG` and is stopped on drop, so an
+//! interrupted run leaves nothing behind.
+
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The repository root.
+pub(crate) fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A command whose process is killed when the thread that started it dies.
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Polls `f` every 10 ms until it gives `Some`; panics naming `what` after `timeout`.
+pub(crate) fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SIGTERM, then SIGKILL if the child is still there after 10 s.
+fn terminate(child: &mut Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A redis-server with its own data dir: the local one (unix socket, `appendfsync` as given)
+/// or the upstream one (TCP port, Redis's default `appendfsync everysec`). AOF on for both, no
+/// RDB snapshots (a fork mid-run would be measured as uplink latency).
+pub(crate) struct RedisServer {
+    dir: TempDir,
+    port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// The box's local Redis, as `configs/redis/roadsight-redis.conf` sets it up.
+    pub(crate) fn local(fsync: &str) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("redis.sock").display().to_string();
+        let args = ["--port", "0", "--unixsocket", &socket, "--appendfsync", fsync, "--maxmemory-policy", "noeviction"];
+        RedisServer::launch(dir, 0, args.map(String::from).to_vec())
+    }
+
+    /// The central Redis, on a free loopback port.
+    pub(crate) fn upstream() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let args = ["--bind", "127.0.0.1", "--port", &port.to_string()];
+        RedisServer::launch(tempfile::tempdir().unwrap(), port, args.map(String::from).to_vec())
+    }
+
+    fn launch(dir: TempDir, port: u16, args: Vec<String>) -> RedisServer {
+        let mut server = RedisServer { dir, port, args, child: None };
+        server.restart();
+        server
+    }
+
+    /// Starts the server (again) on the same address and data; waits until it answers.
+    pub(crate) fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server already running");
+        let child = command("redis-server")
+            .args(&self.args)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
+            .args(["--daemonize", "no", "--save", "", "--appendonly", "yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/setup.sh)");
+        self.child = Some(child);
+        wait_for(Duration::from_secs(20), "redis-server to answer", || {
+            let mut conn = self.connect().ok()?;
+            redis::cmd("PING").query::<String>(&mut conn).ok()
+        });
+    }
+
+    /// SIGKILL, as a crash or a cut link would look to the daemon.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        if self.port == 0 {
+            format!("unix://{}", self.dir.path().join("redis.sock").display())
+        } else {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+    }
+
+    pub(crate) fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_millis(500))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The release daemon, built first unless `UPLINK_BENCH_NO_BUILD` is set.
+pub(crate) fn daemon_binary() -> PathBuf {
+    let binary = repo().join("target/release/roadsightd");
+    if std::env::var_os("UPLINK_BENCH_NO_BUILD").is_none() {
+        eprintln!("uplink bench: cargo build --release --bin roadsightd");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--bin", "roadsightd"])
+            .current_dir(repo())
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "cargo build --release --bin roadsightd failed");
+    }
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build --release --bin roadsightd`",
+        binary.display()
+    );
+    binary
+}
+
+/// `roadsightd run` over a config whose cameras are all disabled: only the uplink works, on the
+/// entries the bench writes (as in tests/uplink.rs). Uplink settings are the defaults.
+pub(crate) struct Daemon {
+    child: Child,
+    dir: TempDir,
+}
+
+impl Daemon {
+    pub(crate) fn start(binary: &Path, local_url: &str, upstream_url: &str, cameras: &[String]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("cameras.d")).unwrap();
+        let ort = std::env::var_os("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo().join(".local/onnxruntime/lib/libonnxruntime.so"));
+        let config = format!(
+            "site = \"{site}\"\n\n[redis]\nurl = \"{local_url}\"\n\n[model]\npath = \"{model}\"\nlabels = \"{labels}\"\n\
+             ort_library = \"{ort}\"\n\n[uplink]\nenabled = true\nurl = \"{upstream_url}\"\n",
+            site = super::load::SITE,
+            model = repo().join("models/centernet_mnv3_coco_512_u8.onnx").display(),
+            labels = repo().join("models/coco80.names").display(),
+            ort = ort.display(),
+        );
+        std::fs::write(dir.path().join("roadsight.toml"), config).unwrap();
+        for cam in cameras {
+            let text = format!("id = \"{cam}\"\nurl = \"rtsp://127.0.0.1:9/none\"\nenabled = false\n");
+            std::fs::write(dir.path().join("cameras.d").join(format!("{cam}.toml")), text).unwrap();
+        }
+        let log = std::fs::File::create(dir.path().join("roadsightd.log")).unwrap();
+        let child = command(binary)
+            .args(["run", "--config"])
+            .arg(dir.path().join("roadsight.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start roadsightd");
+        Daemon { child, dir }
+    }
+
+    pub(crate) fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("roadsightd.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits until the log holds `text`; panics with the log if the daemon exits first.
+    pub(crate) fn wait_log(&mut self, text: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(text) {
+            if !matches!(self.child.try_wait(), Ok(None)) || start.elapsed() > timeout {
+                panic!("roadsightd: no `{text}` in its log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, wait; returns the whole log (with the "Uplink summary." lines).
+    pub(crate) fn stop(mut self) -> String {
+        terminate(&mut self.child);
+        self.log()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// Sums `key=value` over the daemon's "Uplink summary." lines (one per camera).
+pub(crate) fn uplink_total(log: &str, key: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains("Uplink summary."))
+        .filter_map(|l| {
+            let start = l.find(&format!(" {key}="))? + key.len() + 2;
+            l[start..].split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
