@@ -18,6 +18,8 @@ const READ_BLOCK_MS: u64 = 200;
 const BACKLOG_CHECK: Duration = Duration::from_secs(2);
 /// How long a camera whose upstream stream was deleted waits before checking again.
 const MISSING_PAUSE: Duration = Duration::from_secs(30);
+/// A backlog past this many entries is worth a log line (and its end another).
+const BEHIND_ENTRIES: u64 = 1_000;
 const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -36,6 +38,8 @@ struct Stream {
     paused_until: Option<Instant>,
     /// Pending entries of a previous run still to be read from the group.
     recovering: bool,
+    /// The backlog is past [`BEHIND_ENTRIES`]: logged once when it starts and when it clears.
+    behind: bool,
     metrics: UplinkCameraMetrics,
 }
 
@@ -54,6 +58,7 @@ pub(super) async fn run(uplink: &Uplink) {
             prev_override: None,
             paused_until: None,
             recovering: true,
+            behind: false,
             metrics: metrics.camera(camera),
         })
         .collect();
@@ -229,6 +234,13 @@ async fn enforce_backlog(local: &mut MultiplexedConnection, streams: &mut [Strea
         let oldest = local::range_after(local, &s.key, after, 1).await.map_err(local_err)?;
         let age_ms = oldest.first().map_or(0, |e| (unix_micros() / 1000) - e.id.ms as i64).max(0);
         s.metrics.oldest_age_ms.set(age_ms);
+        if !s.behind && backlog > BEHIND_ENTRIES {
+            s.behind = true;
+            tracing::warn!(camera = %s.camera, stage = "uplink", backlog, oldest_age_s = age_ms / 1000, "Uplink is behind: entries are waiting in local Redis.");
+        } else if s.behind && backlog <= BEHIND_ENTRIES / 10 {
+            s.behind = false;
+            tracing::info!(camera = %s.camera, stage = "uplink", backlog, "Uplink caught up.");
+        }
     }
     Ok(())
 }
