@@ -17,7 +17,7 @@ use crate::frame::CameraInfo;
 use crate::infer::{self, Detector, Heartbeat, InferError};
 use crate::mailbox::Mailboxes;
 use crate::publish::{self, EntryContext, PublishError, PublishQueue, RedisTarget};
-use crate::telemetry::{DropReason, Metrics};
+use crate::telemetry::{DropReason, Metrics, http};
 use crate::uplink::{Uplink, UplinkError};
 
 /// How long the cameras' pipelines may take to tear down after a stop signal.
@@ -44,6 +44,9 @@ pub enum RunError {
     /// The uplink settings cannot work (a missing credential…).
     #[error(transparent)]
     Uplink(#[from] UplinkError),
+    /// The `/metrics` address cannot be bound (`metrics.listen`).
+    #[error("field `metrics.listen`: cannot listen on {addr}: {reason}")]
+    MetricsUnavailable { addr: String, reason: String },
     /// The local Redis did not answer at start.
     #[error("local Redis {url} unreachable at start: {reason}")]
     RedisUnavailable { url: String, reason: String },
@@ -63,6 +66,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let target = RedisTarget::new(&config.redis, config.capture.credentials_dir.as_deref())?;
     wait_for_redis(&target).await?;
+
+    let stop_metrics = CancellationToken::new();
+    if let Some(addr) = config.metrics_listen {
+        let (listener, bound) = http::bind(addr)
+            .await
+            .map_err(|e| RunError::MetricsUnavailable { addr: addr.to_string(), reason: e.to_string() })?;
+        tracing::info!(addr = %bound, "Metrics served at /metrics.");
+        tokio::spawn(http::serve(listener, Arc::clone(&metrics), stop_metrics.clone()));
+    }
 
     // Before the first XADD: the uplink moves local last IDs past upstream's if needed.
     let uplink = Uplink::new(&config, &metrics)?;
@@ -158,6 +170,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     if late > 0 {
         tracing::warn!(stage = "publish", entries = late, "Results produced after the publisher stopped; dropped.");
     }
+    stop_metrics.cancel();
     log_summary(&infos);
     if config.uplink.is_some() {
         for cam in &config.cameras {

@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::{ConfigDir, Daemon, Redis, TestCam, fixture, wait_for};
+use support::{ConfigDir, Daemon, Redis, TestCam, fixture, metric, wait_for};
 
 const SCHEMA_1_FIELDS: [&str; 14] =
     ["v", "site", "cam", "run", "seq", "ts", "clock", "lat", "inf", "w", "h", "model", "n", "det"];
@@ -69,6 +69,14 @@ fn car_and_people_in_a_still_image_are_published_where_they_are() {
     wait_for(Duration::from_secs(15), "an entry with clock=ntp", || {
         redis.entries(&key).into_iter().find(|(_, e)| e["clock"] == "ntp")
     });
+
+    // /metrics agrees with the stream: what was counted as published is in Redis.
+    let text = daemon.scrape();
+    let published = metric(&text, "roadsight_entries_published_total", &[("camera", "street")]).unwrap();
+    let stored = redis.entries(&key).len() as f64;
+    assert!(published > 0.0 && stored >= published, "published {published}, stored {stored}");
+    assert!(metric(&text, "roadsight_camera_up", &[("camera", "street")]) == Some(1.0), "{text}");
+    assert!(metric(&text, "roadsight_process_resident_memory_bytes", &[]).unwrap() > 1e6);
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
 }

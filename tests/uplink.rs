@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::proxy::Proxy;
 use support::upstream::{RedisCluster, RedisOptions, ReplicatedRedis, TlsRedis, UpstreamRedis};
-use support::{ConfigDir, Daemon, Redis, uplink_value, wait_for};
+use support::{ConfigDir, Daemon, Redis, metric, uplink_value, wait_for};
 
 type Entries = Vec<(String, HashMap<String, String>)>;
 
@@ -72,6 +72,9 @@ fn steady_state_every_entry_arrives_with_the_same_id_and_fields_in_order() {
     }
     let got = arrived(|k| upstream.entries(k), &key, 200, Duration::from_secs(20));
     assert_eq!(got, local.entries(&key), "same IDs, same fields, same order");
+    wait_for(Duration::from_secs(10), "the forwarded counter to reach 200", || {
+        (metric(&daemon.scrape(), "roadsight_uplink_forwarded_total", &[("camera", "north")]) == Some(200.0)).then_some(())
+    });
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0));
     assert_eq!(uplink_value(&log, "north", "forwarded"), Some(200), "{log}");

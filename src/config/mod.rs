@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod load;
+mod metrics;
 mod raw;
 mod uplink;
 mod validate;
@@ -41,6 +42,8 @@ pub struct Config {
     pub capture: CaptureDefaults,
     /// Store-and-forward to a central Redis; `None` when disabled.
     pub uplink: Option<UplinkConfig>,
+    /// Address of the `/metrics` endpoint; `None` when turned off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Enabled and disabled cameras, sorted by id.
     pub cameras: Vec<CameraConfig>,
 }

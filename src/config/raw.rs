@@ -58,6 +58,9 @@ pub(crate) struct RawGlobal {
     /// Store-and-forward to a central Redis. Default: disabled.
     #[serde(default)]
     pub uplink: super::uplink::RawUplink,
+    /// The Prometheus endpoint. Default: every key of [`super::metrics::RawMetrics`] at its default.
+    #[serde(default)]
+    pub metrics: super::metrics::RawMetrics,
 }
 
 /// `[redis]`.

@@ -61,6 +61,7 @@ pub(super) fn global(raw: RawGlobal, file: &Path) -> Result<Config, ConfigError>
         publish,
         capture,
         uplink: super::uplink::validate(raw.uplink, file, &dir, maxlen)?,
+        metrics_listen: super::metrics::validate(raw.metrics, file)?,
         cameras: Vec::new(),
     })
 }

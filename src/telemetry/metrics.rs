@@ -97,6 +97,7 @@ pub struct Metrics {
     pub redis_errors: Counter,
     /// Store-and-forward figures.
     pub uplink: super::UplinkMetrics,
+    rss_bytes: Gauge,
 }
 
 impl Metrics {
@@ -113,6 +114,7 @@ impl Metrics {
             inference: Family::new_with_constructor(latency_histogram),
             redis_errors: Counter::default(),
             uplink: super::UplinkMetrics::new(),
+            rss_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("frames_captured", "Decoded frames delivered by capture", m.captured.clone());
@@ -129,6 +131,7 @@ impl Metrics {
         registry.register("inference_seconds", "Model run time per frame", m.inference.clone());
         registry.register("redis_errors", "Failed local Redis commands or connects", m.redis_errors.clone());
         m.uplink.register(&mut registry);
+        registry.register("process_resident_memory_bytes", "Resident set size of the daemon", m.rss_bytes.clone());
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -150,13 +153,25 @@ impl Metrics {
         }
     }
 
-    /// The text exposition of every metric.
+    /// The text exposition of every metric (the RSS gauge is read now).
     pub fn encode(&self) -> String {
+        self.rss_bytes.set(resident_bytes());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// The process's resident set size from `/proc/self/status` (0 where unreadable).
+fn resident_bytes() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<i64>().ok())
+        .unwrap_or(0);
+    kib * 1024
 }
 
 /// One camera's metric handles (cheap clones of the registered series).

@@ -1,5 +1,6 @@
 //! Telemetry: Prometheus metrics (counted by every stage) and log set-up.
 
+pub mod http;
 mod logging;
 mod metrics;
 mod uplink;

@@ -237,6 +237,9 @@ path = "{model}"
 labels = "{labels}"
 ort_library = "{ort}"
 
+[metrics]
+listen = "127.0.0.1:0"
+
 [capture]
 stall_timeout_ms = 3000
 backoff_initial_ms = 250
@@ -298,6 +301,25 @@ impl Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.log()
+    }
+
+    /// GETs `/metrics` from the address the daemon logged; the text exposition.
+    pub fn scrape(&self) -> String {
+        use std::io::Write as _;
+        let log = self.log();
+        let addr = log
+            .lines()
+            .find(|l| l.contains("Metrics served at /metrics."))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no metrics address in the log: {log}"))
+            .to_owned();
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
     }
 
     /// Waits until the log holds `text`.
@@ -372,4 +394,15 @@ pub fn check_with_env(config: &Path, env: &[(&str, &str)]) -> (i32, String) {
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// The value of one series in a `/metrics` exposition, e.g.
+/// `metric(&text, "roadsight_entries_published_total", &[("camera", "north")])`.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric_name, rest) = series.split_once('{').unwrap_or((series, "}"));
+        let all = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        (metric_name == name && all).then(|| value.parse().ok())?
+    })
 }

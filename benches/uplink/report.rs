@@ -1,0 +1,85 @@
+//! Percentiles, the Markdown table and the machine it ran on.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+/// Latency percentiles over a set of samples, in milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Stats {
+    pub n: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    /// From samples in microseconds (nearest-rank percentiles).
+    pub(crate) fn of(mut us: Vec<i64>) -> Stats {
+        if us.is_empty() {
+            return Stats::default();
+        }
+        us.sort_unstable();
+        let rank = |p: f64| us[((p * us.len() as f64).ceil() as usize).clamp(1, us.len()) - 1] as f64 / 1e3;
+        Stats { n: us.len(), p50: rank(0.50), p99: rank(0.99), max: *us.last().unwrap() as f64 / 1e3 }
+    }
+
+    /// `p50 / p99 / max ms (n)`.
+    pub(crate) fn cell(&self) -> String {
+        if self.n == 0 {
+            return "no samples".into();
+        }
+        format!("{} / {} / {} ms (n={})", ms(self.p50), ms(self.p99), ms(self.max), self.n)
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v < 10.0 { format!("{v:.2}") } else { format!("{v:.0}") }
+}
+
+/// `1234567.8` → `1,234,568`.
+pub(crate) fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A Markdown table: a header row and rows of cells.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
+    out.push_str(&line(header.iter().map(|s| (*s).to_owned()).collect()));
+    out.push_str(&line(header.iter().map(|_| "---".to_owned()).collect()));
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("({program}: {e})"))
+}
+
+/// Date, CPU, core count, redis-server version and the commit, as a Markdown list.
+pub(crate) fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into());
+    let dirty = if run("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() { "" } else { " (with local changes)" };
+    let mut out = String::new();
+    let _ = writeln!(out, "- Date: {}", run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+    let _ = writeln!(out, "- CPU: {cpu}, `nproc` = {}", run("nproc", &[]));
+    let _ = writeln!(out, "- {}", run("redis-server", &["--version"]));
+    let _ = writeln!(out, "- Commit: {}{dirty}", run("git", &["rev-parse", "--short", "HEAD"]));
+    out
+}
