@@ -85,12 +85,10 @@ pub(crate) fn poller(url: String, keys: Vec<String>, timeline: Arc<Mutex<Vec<Sam
         let mut conn = None;
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(10));
-            let Some(c) = conn.as_mut().or_else(|| {
+            if conn.is_none() {
                 conn = connect(&url);
-                conn.as_mut()
-            }) else {
-                continue;
-            };
+            }
+            let Some(c) = conn.as_mut() else { continue };
             match last_ids(c, &keys) {
                 Ok(ids) => timeline.lock().unwrap().push((now_us(), ids)),
                 Err(_) => conn = None,

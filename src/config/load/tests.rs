@@ -313,9 +313,18 @@ fn unknown_field_in_global_file_is_named_with_its_table() {
         "{message}"
     );
 
-    // Not yet a section of this version.
-    let f = Fixture::new("site = \"x\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n");
-    assert_eq!(f.error().1, "metrics");
+    // Not a section of this version.
+    let f = Fixture::new("site = \"x\"\n[tracking]\nenabled = true\n");
+    assert_eq!(f.error().1, "tracking");
+}
+
+#[test]
+fn metrics_listen_defaults_to_loopback_and_can_be_turned_off() {
+    let default = Fixture::new("site = \"x\"\n").load().unwrap().metrics_listen;
+    assert_eq!(default, Some("127.0.0.1:9464".parse().unwrap()));
+    let off = Fixture::new("site = \"x\"\n[metrics]\nlisten = \"\"\n").load().unwrap().metrics_listen;
+    assert_eq!(off, None);
+    assert_eq!(Fixture::new("site = \"x\"\n[metrics]\nlisten = \"localhost\"\n").error().1, "metrics.listen");
 }
 
 #[test]
