@@ -298,3 +298,21 @@ fn with_wait_a_batch_counts_as_forwarded_once_a_replica_holds_it() {
     let (_, log) = daemon.stop();
     assert_eq!(uplink_value(&log, "north", "forwarded"), Some(100), "{log}");
 }
+
+#[test]
+fn mutual_tls_with_a_client_certificate_works() {
+    let local = Redis::start();
+    let upstream = TlsRedis::start_with(RedisOptions::default().require_client_cert());
+    let extra = format!(
+        "tls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        upstream.ca_file().display(),
+        upstream.client_cert().display(),
+        upstream.client_key().display()
+    );
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north"], &extra);
+    let key = config.stream_key("north");
+    produce(&local, &key, 50);
+    let got = arrived(|k| upstream.entries(k), &key, 50, Duration::from_secs(20));
+    assert_eq!(ids(&got), ids(&local.entries(&key)));
+    drop(daemon);
+}
