@@ -16,9 +16,12 @@
 //! `cargo bench --bench uplink` builds `roadsightd` (release) first, prints the table and
 //! writes it to `bench-results/uplink.md`. Other knobs: `UPLINK_BENCH_NAIVE_SECS` (time cap
 //! of the naive throughput run), `UPLINK_BENCH_LOCAL_FSYNC` (`everysec` or `always`),
-//! `UPLINK_BENCH_SCENARIOS` (e.g. `throughput,latency`; a partial run writes no file),
+//! `UPLINK_BENCH_SCENARIOS` (e.g. `throughput,latency`; a run without all three writes no
+//! file),
 //! `UPLINK_BENCH_NO_BUILD=1`.
 
+#[path = "uplink/ceiling.rs"]
+mod ceiling;
 #[path = "uplink/load.rs"]
 mod load;
 #[path = "uplink/naive.rs"]
@@ -74,6 +77,30 @@ fn main() {
         let aim = if r.per_sec >= 100_000.0 { "≥ 100,000/s: met" } else { "≥ 100,000/s: **missed**" };
         let what = format!("Throughput, {} entries preloaded over {} cameras", thousands(s.entries as f64), s.cameras);
         rows.push(vec![what, cell(&r), cell(&n), format!("{:.1}×", r.per_sec / n.per_sec), aim.into()]);
+        let dash = || "—".to_owned();
+        if let (Some([daemon, local, up]), Some((xadd, fcall))) = (r.cpu, r.upstream_alone) {
+            rows.push(vec![
+                "… CPU meanwhile: roadsightd / local redis / upstream redis".into(),
+                format!("{daemon:.1} / {local:.1} / {up:.1} s in {:.1} s", r.secs),
+                dash(),
+                dash(),
+                dash(),
+            ]);
+            rows.push(vec![
+                "… upstream alone, batches of 500: plain pipelined `XADD` / `FCALL roadsight_append`".into(),
+                format!("{}/s / {}/s", thousands(xadd), thousands(fcall)),
+                dash(),
+                dash(),
+                dash(),
+            ]);
+        }
+        rows.push(vec![
+            "… for scale: pipelined `XADD` of the same entries into local (the preload)".into(),
+            format!("{}/s", thousands(r.preload_per_sec)),
+            dash(),
+            dash(),
+            dash(),
+        ]);
     }
     if run("latency") {
         step("latency, roadsightd");
@@ -135,7 +162,7 @@ fn main() {
     ));
     md.push_str(&report::machine());
     println!("\n{md}");
-    if wanted == "throughput,latency,catchup" {
+    if ["throughput", "latency", "catchup"].iter().all(|w| run(w)) {
         let dir = procs::repo().join("bench-results");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("uplink.md"), &md).unwrap();

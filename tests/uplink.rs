@@ -177,20 +177,25 @@ fn past_the_backlog_budget_the_oldest_are_dropped_and_counted_and_the_rest_arriv
     let (config, daemon) = daemon(&local, &upstream.url(), &["north"], "backlog_entries = 1000\n[publish]\nmaxlen = 5000\n");
     let key = config.stream_key("north");
     produce(&local, &key, 10);
-    arrived(|k| upstream.entries(k), &key, 10, Duration::from_secs(20));
+    let before = arrived(|k| upstream.entries(k), &key, 10, Duration::from_secs(20));
     upstream.kill();
     produce(&local, &key, 3_000);
     daemon.wait_log("Backlog over budget", Duration::from_secs(20));
     upstream.restart();
+    // Drained: the newest local entry is upstream.
+    let newest = local.entries(&key).last().unwrap().0.clone();
     wait_for(Duration::from_secs(30), "the backlog to drain", || {
-        (upstream.entries(&key).len() == local.entries(&key).len()).then_some(())
+        upstream.entries(&key).last().is_some_and(|(id, _)| *id == newest).then_some(())
     });
     let (_, log) = daemon.stop();
     let dropped = uplink_value(&log, "north", "dropped").unwrap();
-    let held = upstream.entries(&key).len() as u64;
+    let held = upstream.entries(&key);
     assert!(dropped >= 2_000, "{log}");
-    assert_eq!(held + dropped, 3_010, "the drop counter equals what is missing upstream");
-    assert_eq!(ids(&upstream.entries(&key))[..10], ids(&local.entries(&key))[..10]);
+    assert_eq!(held.len() as u64 + dropped, 3_010, "the drop counter equals what is missing upstream");
+    assert_eq!(held[..10], before[..10], "what was forwarded before the outage is untouched");
+    // What survived locally arrived, in order: the newest 1000 (the budget).
+    let kept = local.entries(&key);
+    assert_eq!(ids(&held)[held.len() - kept.len()..], ids(&kept)[..]);
 }
 
 #[test]
@@ -315,4 +320,54 @@ fn mutual_tls_with_a_client_certificate_works() {
     let got = arrived(|k| upstream.entries(k), &key, 50, Duration::from_secs(20));
     assert_eq!(ids(&got), ids(&local.entries(&key)));
     drop(daemon);
+}
+
+#[test]
+fn ids_taken_upstream_by_another_writer_are_refused_not_skipped_as_duplicates() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start();
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north"], "");
+    let key = config.stream_key("north");
+    produce(&local, &key, 10);
+    let first = arrived(|k| upstream.entries(k), &key, 10, Duration::from_secs(20));
+    // Another writer (a second box with the same keys, a clock ahead) takes a later ID range.
+    upstream.cli(&["XADD", &key, "9999999999999-0", "v", "1", "seq", "foreign"]);
+    produce(&local, &key, 10);
+    daemon.wait_log("Upstream holds later IDs this box never sent", Duration::from_secs(20));
+    // Nothing of ours was skipped or confirmed: it waits in local Redis.
+    let mut conn = local.connect().unwrap();
+    let mark: String = redis::cmd("HGET").arg("roadsight:{test:north}:uplink").arg("confirmed").query(&mut conn).unwrap();
+    assert_eq!(mark, first[9].0, "the confirmed mark did not move past our own entries");
+    assert_eq!(local.entries(&key).len(), 20);
+    assert_eq!(upstream.entries(&key).len(), 11);
+    drop(daemon);
+}
+
+#[test]
+fn a_lone_camera_with_a_deleted_upstream_stream_idles_and_stops_promptly() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start();
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north"], "");
+    let key = config.stream_key("north");
+    produce(&local, &key, 5);
+    arrived(|k| upstream.entries(k), &key, 5, Duration::from_secs(20));
+    upstream.cli(&["DEL", &key]);
+    produce(&local, &key, 5);
+    daemon.wait_log("Upstream stream is missing", Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert!(started.elapsed() < Duration::from_secs(8), "stop took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_box_with_no_cameras_runs_the_uplink_idle_and_stops_promptly() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start();
+    let (_config, daemon) = daemon(&local, &upstream.url(), &[], "");
+    std::thread::sleep(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let (code, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert!(started.elapsed() < Duration::from_secs(8), "stop took {:?}", started.elapsed());
 }

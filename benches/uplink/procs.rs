@@ -121,6 +121,10 @@ impl RedisServer {
         }
     }
 
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub(crate) fn url(&self) -> String {
         if self.port == 0 {
             format!("unix://{}", self.dir.path().join("redis.sock").display())
@@ -200,6 +204,10 @@ impl Daemon {
         Daemon { child, dir }
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn log(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(self.dir.path().join("roadsightd.log")) {
@@ -241,4 +249,14 @@ pub(crate) fn uplink_total(log: &str, key: &str) -> u64 {
             l[start..].split_whitespace().next()?.parse::<u64>().ok()
         })
         .sum()
+}
+
+/// CPU seconds (user + system) process `pid` has used so far; 0 if it is gone.
+pub(crate) fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 2)..].split(' ').collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    // SAFETY: sysconf has no preconditions.
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }

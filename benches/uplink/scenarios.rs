@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::load::{self, Id, bulk, cameras, last_ids, now_us, paced, total_len};
-use super::procs::{Daemon, RedisServer, uplink_total, wait_for};
+use super::procs::{Daemon, RedisServer, cpu_secs, uplink_total, wait_for};
 use super::report::Stats;
 use super::watch::{self, Background, arrival};
-use super::naive;
+use super::{ceiling, naive};
 
 /// Sizes and knobs, from `UPLINK_BENCH_*` (see the bench's `//!` doc).
 pub(crate) struct Settings {
@@ -54,6 +54,14 @@ impl Forwarder {
         }
     }
 
+    /// The daemon's process id (the naive forwarder runs in the bench).
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Forwarder::Daemon(d) => Some(d.pid()),
+            Forwarder::Naive(_) => None,
+        }
+    }
+
     /// Stops it; the daemon's log, if it was the daemon.
     fn stop(self) -> Option<String> {
         match self {
@@ -73,6 +81,12 @@ pub(crate) struct Throughput {
     pub per_sec: f64,
     /// Every preloaded entry arrived (the naive run stops at its time cap).
     pub complete: bool,
+    /// The preload's rate: pipelined `XADD`s of the same entries into local Redis.
+    pub preload_per_sec: f64,
+    /// roadsight only: CPU seconds of roadsightd, local and upstream redis-server while it
+    /// forwarded, and what upstream alone takes ([`ceiling::upstream_rates`]).
+    pub cpu: Option<[f64; 3]>,
+    pub upstream_alone: Option<(f64, f64)>,
 }
 
 /// Preloads `entries` into local with no forwarder running, starts one, and times from the
@@ -80,9 +94,14 @@ pub(crate) struct Throughput {
 pub(crate) fn throughput(kind: Kind, s: &Settings) -> Throughput {
     let (local, up) = (RedisServer::local(&s.local_fsync), RedisServer::upstream());
     let (_, keys) = cameras(s.cameras);
+    let preloading = Instant::now();
     bulk(&mut local.connect().unwrap(), &keys, s.entries);
+    let preload_per_sec = s.entries as f64 / preloading.elapsed().as_secs_f64();
     let mut conn = up.connect().unwrap();
     let forwarder = Forwarder::start(kind, s, &local, &up);
+    let pids = [forwarder.pid(), local.pid(), up.pid()];
+    let cpu = |pids: &[Option<u32>; 3]| pids.map(|p| p.map_or(0.0, cpu_secs));
+    let cpu_before = cpu(&pids);
     let cap = match kind {
         Kind::Roadsight => Duration::from_secs(120),
         Kind::Naive => Duration::from_secs_f64(s.naive_max_secs),
@@ -103,12 +122,23 @@ pub(crate) fn throughput(kind: Kind, s: &Settings) -> Throughput {
         std::thread::sleep(Duration::from_millis(10));
     }
     let secs = last_zero.elapsed().as_secs_f64();
-    let log = forwarder.stop();
-    if let Some(log) = log {
+    let cpu_after = cpu(&pids);
+    let mut t = Throughput {
+        forwarded: count,
+        secs,
+        per_sec: count as f64 / secs,
+        complete: count >= s.entries,
+        preload_per_sec,
+        cpu: None,
+        upstream_alone: None,
+    };
+    if let Some(log) = forwarder.stop() {
         check_same(&local, &up, &keys, "throughput");
         assert_eq!(uplink_total(&log, "forwarded"), s.entries, "roadsightd's forwarded counter");
+        t.cpu = Some(std::array::from_fn(|i| cpu_after[i] - cpu_before[i]));
+        t.upstream_alone = Some(ceiling::upstream_rates(&local, &keys));
     }
-    Throughput { forwarded: count, secs, per_sec: count as f64 / secs, complete: count >= s.entries }
+    t
 }
 
 /// Scenario 2: the paced producer for `latency_secs`, a reader upstream; arrival − `t0`.

@@ -16,6 +16,8 @@ pub(crate) const DEFAULT_UPLINK_BACKLOG_ENTRIES: u64 = 200_000;
 pub(crate) const DEFAULT_UPLINK_WAIT_REPLICAS: u32 = 0;
 pub(crate) const DEFAULT_UPLINK_WAIT_TIMEOUT_MS: u64 = 100;
 const MAX_BATCH: usize = 10_000;
+/// `WAIT` must answer within the upstream connection's 5 s response timeout.
+const MAX_WAIT_TIMEOUT_MS: u64 = 4_000;
 
 /// `[uplink]` as written.
 #[derive(Debug, Deserialize)]
@@ -138,6 +140,12 @@ pub(super) fn validate(raw: RawUplink, file: &Path, dir: &Path, maxlen: u64) -> 
     let credential = super::validate::credential(raw.credential).map_err(|m| at("uplink.credential", m))?;
     if !(1..=MAX_BATCH).contains(&raw.batch) {
         return Err(at("uplink.batch", format!("expected 1 to {MAX_BATCH}, got {}", raw.batch)));
+    }
+    if !(1..=MAX_WAIT_TIMEOUT_MS).contains(&raw.wait_timeout_ms) {
+        return Err(at(
+            "uplink.wait_timeout_ms",
+            format!("expected 1 to {MAX_WAIT_TIMEOUT_MS} (below the upstream response timeout), got {}", raw.wait_timeout_ms),
+        ));
     }
     if raw.backlog_entries < 1_000 {
         return Err(at("uplink.backlog_entries", format!("expected at least 1000, got {}", raw.backlog_entries)));

@@ -1,5 +1,6 @@
 //! The forwarding loop: read each camera's new entries through the consumer group, append them
-//! upstream in order, confirm locally; keep the backlog within its budget while upstream is away.
+//! upstream in order, confirm locally. Per camera state lives in [`Stream`]; one camera's
+//! trouble (a deleted upstream key, a refused call) pauses that camera only.
 
 use std::time::{Duration, Instant};
 
@@ -7,40 +8,63 @@ use redis::aio::MultiplexedConnection;
 
 use super::function::{self, AppendOutcome, Entry, StreamId};
 use super::upstream::Upstream;
-use super::{Uplink, UplinkError, local};
+use super::{Uplink, UplinkError, backlog, local};
 use crate::backoff::Backoff;
-use crate::publish::unix_micros;
 use crate::telemetry::UplinkCameraMetrics;
 
 /// How long one read waits for new entries when every camera is idle.
-const READ_BLOCK_MS: u64 = 200;
+const READ_BLOCK: Duration = Duration::from_millis(200);
 /// How often the backlog budget and the backlog metrics are checked.
 const BACKLOG_CHECK: Duration = Duration::from_secs(2);
-/// How long a camera whose upstream stream was deleted waits before checking again.
-const MISSING_PAUSE: Duration = Duration::from_secs(30);
-/// A backlog past this many entries is worth a log line (and its end another).
-const BEHIND_ENTRIES: u64 = 1_000;
+/// How long a camera whose upstream key is missing or taken by another writer waits.
+const TROUBLE_PAUSE: Duration = Duration::from_secs(30);
+/// Bytes of entries per upstream call: starts at the maximum, halves after a timeout (a slow
+/// link), doubles back after each success.
+const MAX_CALL_BYTES: usize = 256 * 1024;
+const MIN_CALL_BYTES: usize = 4 * 1024;
 const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// One camera stream's forwarding state.
-struct Stream {
-    camera: String,
-    key: String,
+pub(super) struct Stream {
+    pub camera: String,
+    pub key: String,
     /// Last ID upstream confirmed (`None`: never forwarded, the upstream key may be created).
-    confirmed: Option<StreamId>,
-    /// Read from the group, not yet confirmed upstream: resent as they are after any failure.
-    pending: Vec<Entry>,
+    pub confirmed: Option<StreamId>,
+    /// Read, not yet confirmed upstream: resent as they are after any failure.
+    pub pending: Vec<Entry>,
+    /// Re-read the group's pending list (a previous session's unacknowledged entries) first.
+    recovering: bool,
+    /// Healing a gap: resend local entries after this ID, up to `gap_end`, before the rest.
+    resend_from: Option<StreamId>,
+    gap_end: StreamId,
     /// After a gap that local retention could not fill: write past it once, knowingly.
     accept_gap: bool,
-    /// `prev` for the next append when it is not `confirmed` (healing a gap).
-    prev_override: Option<StreamId>,
     paused_until: Option<Instant>,
-    /// Pending entries of a previous run still to be read from the group.
-    recovering: bool,
-    /// The backlog is past [`BEHIND_ENTRIES`]: logged once when it starts and when it clears.
-    behind: bool,
-    metrics: UplinkCameraMetrics,
+    /// Per call size limit, adapted to the link.
+    call_bytes: usize,
+    /// Server errors on this camera's key: its own backoff.
+    trouble: Backoff,
+    /// The backlog is large: logged once when it starts and when it clears.
+    pub behind: bool,
+    pub metrics: UplinkCameraMetrics,
+}
+
+impl Stream {
+    fn paused(&self) -> bool {
+        self.paused_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn pause(&mut self, delay: Duration) {
+        self.paused_until = Some(Instant::now() + delay);
+    }
+
+    /// The newest ID that may already be upstream without our knowing: nothing at or below it
+    /// may be dropped for the backlog budget.
+    pub(super) fn in_flight_until(&self) -> StreamId {
+        let pending = self.pending.last().map(|e| e.id);
+        self.confirmed.max(pending).max(self.resend_from.map(|_| self.gap_end)).unwrap_or(StreamId::ZERO)
+    }
 }
 
 pub(super) async fn run(uplink: &Uplink) {
@@ -54,10 +78,13 @@ pub(super) async fn run(uplink: &Uplink) {
             key: key.clone(),
             confirmed: None,
             pending: Vec::new(),
-            accept_gap: false,
-            prev_override: None,
-            paused_until: None,
             recovering: true,
+            resend_from: None,
+            gap_end: StreamId::ZERO,
+            accept_gap: false,
+            paused_until: None,
+            call_bytes: MAX_CALL_BYTES,
+            trouble: Backoff::new(Duration::from_secs(1), TROUBLE_PAUSE),
             behind: false,
             metrics: metrics.camera(camera),
         })
@@ -68,9 +95,9 @@ pub(super) async fn run(uplink: &Uplink) {
         metrics.errors.inc();
         let delay = backoff.next_delay();
         tracing::warn!(stage = "uplink", upstream = %uplink.target.display, error = %e, retry_ms = delay.as_millis() as u64, "Uplink interrupted; retrying.");
-        // The outage is when the backlog grows: keep it within budget while waiting.
+        // An outage is when the backlog grows: keep it within budget while waiting.
         if let Ok(mut local) = uplink.local.connect().await {
-            if let Err(e) = enforce_backlog(&mut local, &mut streams, uplink.config.backlog_entries).await {
+            if let Err(e) = backlog::enforce(&mut local, &mut streams, uplink.config.backlog_entries).await {
                 tracing::debug!(stage = "uplink", error = %e, "Backlog check failed.");
             }
         }
@@ -78,7 +105,8 @@ pub(super) async fn run(uplink: &Uplink) {
     }
 }
 
-/// One connected session; ends with the first error (pending entries are kept and resent).
+/// One connected session; ends with the first connection-level error (pending entries are
+/// kept and resent by the next session).
 async fn session(
     uplink: &Uplink,
     streams: &mut [Stream],
@@ -90,6 +118,9 @@ async fn session(
     for s in streams.iter_mut() {
         local::ensure_group(&mut local, &s.key).await.map_err(local_err)?;
         s.confirmed = local::confirmed(&mut local, &s.key).await.map_err(local_err)?;
+        // Acknowledgements lost with a local Redis restart leave stale pending entries: read
+        // the pending list again each session (already-forwarded ones are skipped upstream).
+        s.recovering = s.pending.is_empty() && s.resend_from.is_none();
     }
     let mut up = uplink.target.connect().await?;
     let outcome = function::ensure_loaded(&mut up).await?;
@@ -101,51 +132,67 @@ async fn session(
     let mut last_backlog_check = Instant::now() - BACKLOG_CHECK;
     loop {
         if last_backlog_check.elapsed() >= BACKLOG_CHECK {
-            enforce_backlog(&mut local, streams, uplink.config.backlog_entries).await?;
+            backlog::enforce(&mut local, streams, uplink.config.backlog_entries).await?;
             last_backlog_check = Instant::now();
         }
-        fill(&mut local, streams, uplink.config.batch).await?;
-        for s in streams.iter_mut().filter(|s| !s.pending.is_empty()) {
-            if s.paused_until.is_some_and(|t| Instant::now() < t) {
-                continue;
-            }
+        let waited = fill(&mut local, streams, uplink.config.batch).await?;
+        let mut sent = false;
+        for s in streams.iter_mut().filter(|s| !s.pending.is_empty() && !s.paused()) {
             forward(uplink, &mut up, &mut local, s, acked_trim).await?;
             backoff.reset();
+            sent = true;
+        }
+        if !waited && !sent {
+            // Nothing to read and nothing sendable (every camera with entries is paused, or
+            // there are no cameras): do not spin.
+            tokio::time::sleep(READ_BLOCK).await;
         }
     }
 }
 
-/// Gives every camera without pending entries its next batch: first a previous run's
-/// unacknowledged entries, then new ones. When no camera has anything to send, waits (up to
-/// [`READ_BLOCK_MS`]) on all streams at once, so a healthy link forwards each entry as it lands.
-async fn fill(local: &mut MultiplexedConnection, streams: &mut [Stream], batch: usize) -> Result<(), UplinkError> {
-    for s in streams.iter_mut().filter(|s| s.recovering && s.pending.is_empty()) {
-        let [b] = <[local::Batch; 1]>::try_from(local::read(local, &[&s.key], false, batch, None).await.map_err(local_err)?)
-            .map_err(|_| UplinkError::Local("XREADGROUP answered for another number of streams".into()))?;
-        local::ack(local, &s.key, &b.gone).await.map_err(local_err)?;
-        s.recovering = !b.entries.is_empty() || !b.gone.is_empty();
-        s.pending = b.entries;
+/// Gives every camera without pending entries its next batch: gap resends first, then a
+/// previous session's unacknowledged entries, then new ones. When no camera has anything to
+/// send, waits on all streams at once, so a healthy link forwards each entry as it lands.
+/// Returns whether it waited.
+async fn fill(local: &mut MultiplexedConnection, streams: &mut [Stream], batch: usize) -> Result<bool, UplinkError> {
+    for s in streams.iter_mut().filter(|s| s.pending.is_empty()) {
+        if let Some(from) = s.resend_from {
+            let mut entries = local::range_after(local, &s.key, from, batch).await.map_err(local_err)?;
+            entries.retain(|e| e.id <= s.gap_end);
+            match entries.last() {
+                Some(last) => s.resend_from = Some(last.id),
+                None => {
+                    s.resend_from = None;
+                    s.recovering = true;
+                }
+            }
+            s.pending = entries;
+        }
+        if s.recovering && s.pending.is_empty() {
+            let b = local::read(local, &[&s.key], false, batch, None).await.map_err(local_err)?.pop().unwrap_or_default();
+            local::ack(local, &s.key, &b.gone).await.map_err(local_err)?;
+            s.recovering = !b.entries.is_empty() || !b.gone.is_empty();
+            s.pending = b.entries;
+        }
     }
     let idle: Vec<usize> = (0..streams.len()).filter(|&i| streams[i].pending.is_empty() && !streams[i].recovering).collect();
     if idle.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
-    let waiting = streams.iter().any(|s| !s.pending.is_empty() && !s.paused_until.is_some_and(|t| Instant::now() < t));
+    let sendable = streams.iter().any(|s| !s.pending.is_empty() && !s.paused());
     let keys: Vec<&str> = idle.iter().map(|&i| streams[i].key.as_str()).collect();
-    let block = (!waiting).then_some(READ_BLOCK_MS);
+    let block = (!sendable).then_some(READ_BLOCK.as_millis() as u64);
     let batches = local::read(local, &keys, true, batch, block).await.map_err(local_err)?;
     for (&i, b) in idle.iter().zip(batches) {
         local::ack(local, &streams[i].key, &b.gone).await.map_err(local_err)?;
         streams[i].pending = b.entries;
     }
-    if block.is_none() && streams.iter().all(|s| s.pending.is_empty() || s.paused_until.is_some_and(|t| Instant::now() < t)) {
-        // Only paused cameras have entries: do not spin.
-        tokio::time::sleep(Duration::from_millis(READ_BLOCK_MS)).await;
-    }
-    Ok(())
+    Ok(block.is_some())
 }
 
-/// Appends one camera's pending batch upstream and confirms it locally.
+/// Appends the head of one camera's pending entries (up to its call size) upstream and
+/// confirms it locally. Connection-level errors end the session; anything else pauses this
+/// camera only.
 async fn forward(
     uplink: &Uplink,
     up: &mut Upstream,
@@ -153,24 +200,45 @@ async fn forward(
     s: &mut Stream,
     acked_trim: bool,
 ) -> Result<(), UplinkError> {
-    let prev = s.prev_override.or(s.confirmed).unwrap_or(StreamId { ms: 0, seq: 0 });
+    let n = call_len(&s.pending, s.call_bytes);
+    // While resending into a gap, upstream is knowingly behind `confirmed`: no gap check.
+    let prev = if s.resend_from.is_some() { StreamId::ZERO } else { s.confirmed.unwrap_or(StreamId::ZERO) };
     let create = s.confirmed.is_none();
     let started = Instant::now();
-    let outcome = function::append(up, &s.key, prev, create, s.accept_gap, &s.pending).await?;
+    let outcome = match function::append(up, &s.key, prev, create, s.accept_gap, &s.pending[..n]).await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_timeout() => {
+            s.call_bytes = (s.call_bytes / 2).max(MIN_CALL_BYTES);
+            return Err(UplinkError::Upstream(e));
+        }
+        Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() => {
+            return Err(UplinkError::Upstream(e));
+        }
+        Err(e) => {
+            // A refusal about this key (WRONGTYPE, TRYAGAIN, NOPERM…): this camera waits.
+            let delay = s.trouble.next_delay();
+            s.pause(delay);
+            uplink.metrics.uplink.errors.inc();
+            tracing::warn!(camera = %s.camera, stage = "uplink", error = %e, retry_ms = delay.as_millis() as u64, "Upstream refused this camera's batch; retrying later.");
+            return Ok(());
+        }
+    };
     uplink.metrics.uplink.rtt.observe(started.elapsed().as_secs_f64());
     match outcome {
-        AppendOutcome::Appended { applied, duplicates, last } => {
+        AppendOutcome::Appended { applied, duplicates, .. } => {
             if uplink.config.wait_replicas > 0 {
                 wait_replicas(uplink, up).await?;
             }
-            let ids: Vec<StreamId> = s.pending.iter().map(|e| e.id).collect();
-            let confirmed = s.pending.last().map_or(last, |e| e.id).max(last);
+            let sent: Vec<Entry> = s.pending.drain(..n).collect();
+            let ids: Vec<StreamId> = sent.iter().map(|e| e.id).collect();
+            // Our own last entry, never upstream's last ID: that may belong to another writer.
+            let confirmed = ids.last().copied().max(s.confirmed).unwrap_or(StreamId::ZERO);
             let floor = retention_floor(confirmed, uplink.config.retention);
             local::confirm(local, &s.key, &ids, confirmed, floor, acked_trim).await.map_err(local_err)?;
             s.confirmed = Some(confirmed);
-            s.pending.clear();
             s.accept_gap = false;
-            s.prev_override = None;
+            s.call_bytes = (s.call_bytes * 2).min(MAX_CALL_BYTES);
+            s.trouble.reset();
             s.metrics.forwarded.inc_by(applied);
             s.metrics.duplicates.inc_by(duplicates);
             if duplicates > 0 {
@@ -178,29 +246,49 @@ async fn forward(
             }
         }
         AppendOutcome::Missing => {
-            s.paused_until = Some(Instant::now() + MISSING_PAUSE);
+            s.pause(TROUBLE_PAUSE);
             tracing::error!(camera = %s.camera, stage = "uplink", key = %s.key, "Upstream stream is missing (deleted?); not recreating it. Forwarding of this camera paused.");
+        }
+        AppendOutcome::Conflict { upstream_last, id } => {
+            s.pause(TROUBLE_PAUSE);
+            uplink.metrics.uplink.errors.inc();
+            tracing::error!(camera = %s.camera, stage = "uplink", key = %s.key, id = %id, upstream_last = %upstream_last, "Upstream holds later IDs this box never sent (another writer, or a clock ahead); not skipping ours. Forwarding of this camera paused.");
         }
         AppendOutcome::Gap { upstream_last } => heal_gap(local, s, upstream_last).await?,
     }
     Ok(())
 }
 
-/// Upstream holds less than it confirmed (a failover lost writes). Resend what local retention
-/// still holds after upstream's last ID; if that is not enough, write past the gap knowingly.
+/// How many head entries fit in `bytes` (at least one).
+fn call_len(pending: &[Entry], bytes: usize) -> usize {
+    let mut total = 0;
+    let n = pending
+        .iter()
+        .take_while(|e| {
+            total += e.fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + 32;
+            total <= bytes
+        })
+        .count();
+    n.max(1).min(pending.len())
+}
+
+/// Upstream holds less than it confirmed (a failover lost writes). Resend, page by page, what
+/// local retention still holds after upstream's last ID; with nothing retained, write past the
+/// gap knowingly. Either way it is counted and logged for an operator.
 async fn heal_gap(local: &mut MultiplexedConnection, s: &mut Stream, upstream_last: StreamId) -> Result<(), UplinkError> {
     s.metrics.gaps.inc();
-    let retained = local::range_after(local, &s.key, upstream_last, usize::MAX >> 1).await.map_err(local_err)?;
-    let first_pending = s.pending.first().map(|e| e.id);
-    let resend: Vec<Entry> = retained.into_iter().filter(|e| first_pending.is_none_or(|p| e.id < p)).collect();
-    tracing::error!(camera = %s.camera, stage = "uplink", upstream_last = %upstream_last, confirmed = ?s.confirmed.map(|c| c.to_string()), resend = resend.len(), "Upstream is behind what it confirmed: resending what local retention holds.");
-    if resend.is_empty() {
+    let retained = local::range_after(local, &s.key, upstream_last, 1).await.map_err(local_err)?;
+    let gap_end = s.confirmed.unwrap_or(StreamId::ZERO);
+    let fillable = retained.first().is_some_and(|e| e.id <= gap_end);
+    tracing::error!(camera = %s.camera, stage = "uplink", upstream_last = %upstream_last, confirmed = %gap_end, fillable, "Upstream is behind what it confirmed: resending what local retention holds.");
+    if fillable {
+        s.resend_from = Some(upstream_last);
+        s.gap_end = gap_end;
+        // The pending entries stay in the group's pending list and are read again after.
+        s.pending.clear();
+    } else {
         s.accept_gap = true;
     }
-    s.prev_override = Some(upstream_last);
-    let mut pending = resend;
-    pending.append(&mut s.pending);
-    s.pending = pending;
     Ok(())
 }
 
@@ -216,41 +304,36 @@ async fn wait_replicas(uplink: &Uplink, up: &mut Upstream) -> Result<(), UplinkE
     Ok(())
 }
 
-/// Keeps each camera's unforwarded entries within `budget`: the oldest past it are deleted and
-/// counted. Also refreshes the backlog and oldest-age gauges.
-async fn enforce_backlog(local: &mut MultiplexedConnection, streams: &mut [Stream], budget: u64) -> Result<(), UplinkError> {
-    for s in streams.iter_mut() {
-        let backlog = local::backlog(local, &s.key).await.map_err(local_err)?;
-        let after = s.confirmed.unwrap_or(StreamId { ms: 0, seq: 0 });
-        if backlog > budget {
-            let excess = (backlog - budget) as usize;
-            let dropped = local::drop_oldest(local, &s.key, after, excess).await.map_err(local_err)?;
-            s.pending.retain(|e| !dropped.contains(&e.id));
-            s.metrics.dropped.inc_by(dropped.len() as u64);
-            tracing::warn!(camera = %s.camera, stage = "uplink", dropped = dropped.len(), budget, "Backlog over budget: oldest unforwarded entries dropped.");
-        }
-        let backlog = backlog.min(budget);
-        s.metrics.backlog.set(backlog as i64);
-        let oldest = local::range_after(local, &s.key, after, 1).await.map_err(local_err)?;
-        let age_ms = oldest.first().map_or(0, |e| (unix_micros() / 1000) - e.id.ms as i64).max(0);
-        s.metrics.oldest_age_ms.set(age_ms);
-        if !s.behind && backlog > BEHIND_ENTRIES {
-            s.behind = true;
-            tracing::warn!(camera = %s.camera, stage = "uplink", backlog, oldest_age_s = age_ms / 1000, "Uplink is behind: entries are waiting in local Redis.");
-        } else if s.behind && backlog <= BEHIND_ENTRIES / 10 {
-            s.behind = false;
-            tracing::info!(camera = %s.camera, stage = "uplink", backlog, "Uplink caught up.");
-        }
-    }
-    Ok(())
-}
-
 /// Entries older than `retention` behind the confirmed mark may be trimmed locally.
 fn retention_floor(confirmed: StreamId, retention: Duration) -> Option<StreamId> {
     let ms = confirmed.ms.checked_sub(retention.as_millis() as u64)?;
     Some(StreamId { ms, seq: 0 })
 }
 
-fn local_err(e: redis::RedisError) -> UplinkError {
+pub(super) fn local_err(e: redis::RedisError) -> UplinkError {
     UplinkError::Local(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ms: u64, bytes: usize) -> Entry {
+        Entry { id: StreamId::new(ms, 0), fields: vec![(b"det".to_vec(), vec![b'x'; bytes])] }
+    }
+
+    #[test]
+    fn calls_are_cut_by_bytes_but_carry_at_least_one_entry() {
+        let pending: Vec<Entry> = (0..10).map(|i| entry(i, 1000)).collect();
+        assert_eq!(call_len(&pending, 3 * 1040), 3);
+        assert_eq!(call_len(&pending, 10), 1);
+        assert_eq!(call_len(&pending, usize::MAX / 2), 10);
+    }
+
+    #[test]
+    fn retention_floor_is_behind_the_mark() {
+        let floor = retention_floor(StreamId::new(700_000, 3), Duration::from_secs(600)).unwrap();
+        assert_eq!(floor, StreamId::new(100_000, 0));
+        assert_eq!(retention_floor(StreamId::new(5, 0), Duration::from_secs(1)), None);
+    }
 }

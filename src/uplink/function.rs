@@ -32,7 +32,7 @@ use redis::{ErrorKind, RedisError, RedisResult, Value};
 pub const LIBRARY: &str = include_str!("roadsight.lua");
 
 /// Version of [`LIBRARY`] (`VERSION` in the Lua source); newer daemons carry higher numbers.
-pub const LIBRARY_VERSION: i64 = 1;
+pub const LIBRARY_VERSION: i64 = 2;
 
 /// A Redis stream entry ID, `<ms>-<seq>`, ordered as Redis orders them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,6 +131,10 @@ pub enum AppendOutcome {
     Missing,
     /// Upstream's last ID is below `prev` and the gap was not accepted; nothing written.
     Gap { upstream_last: StreamId },
+    /// `id` is above `prev` and at or below upstream's last ID, yet upstream does not hold it:
+    /// someone else wrote that ID range (a second box with the same keys, a clock ahead).
+    /// Skipping would lose the entry; nothing written.
+    Conflict { upstream_last: StreamId, id: StreamId },
 }
 
 /// Makes sure upstream runs our library, or a newer one: probes `roadsight_version` and loads
@@ -257,6 +261,7 @@ fn parse_append_reply(reply: &Value) -> Option<AppendOutcome> {
         }),
         ("missing", []) => Some(AppendOutcome::Missing),
         ("gap", [last]) => Some(AppendOutcome::Gap { upstream_last: id(last)? }),
+        ("conflict", [last, at]) => Some(AppendOutcome::Conflict { upstream_last: id(last)?, id: id(at)? }),
         _ => None,
     }
 }
@@ -319,5 +324,10 @@ mod tests {
         let gap = Value::Array(vec![bulk("gap"), bulk("5-1")]);
         assert_eq!(parse_append_reply(&gap), Some(AppendOutcome::Gap { upstream_last: last }));
         assert_eq!(parse_append_reply(&Value::Array(vec![bulk("ok")])), None);
+        let conflict = Value::Array(vec![bulk("conflict"), bulk("5-1"), bulk("4-0")]);
+        assert_eq!(
+            parse_append_reply(&conflict),
+            Some(AppendOutcome::Conflict { upstream_last: last, id: StreamId::new(4, 0) })
+        );
     }
 }

@@ -202,7 +202,8 @@ pub(crate) async fn range_after(
     Ok(parse_entries(reply).entries)
 }
 
-/// Unforwarded entries: delivered-but-unacknowledged plus never delivered (`XINFO GROUPS`).
+/// Unforwarded entries: delivered-but-unacknowledged plus never delivered (`XINFO GROUPS`),
+/// or an upper bound when Redis cannot tell.
 pub(crate) async fn backlog(conn: &mut MultiplexedConnection, key: &str) -> RedisResult<u64> {
     let groups: Vec<Value> = redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(conn).await?;
     for group in groups {
@@ -210,43 +211,46 @@ pub(crate) async fn backlog(conn: &mut MultiplexedConnection, key: &str) -> Redi
         if map.iter().any(|(k, v)| k == "name" && as_string(v).as_deref() == Some(GROUP)) {
             let get = |name: &str| map.iter().find(|(k, _)| k == name).and_then(|(_, v)| as_u64(v));
             let pending = get("pending").unwrap_or(0);
-            // `lag` is nil when Redis cannot tell (after deletions): count the stream instead.
-            let lag = match get("lag") {
-                Some(lag) => lag,
-                None => redis::cmd("XLEN").arg(key).query_async::<u64>(conn).await?,
+            // `lag` is nil when Redis cannot tell (after deletions): the stream's length is then
+            // an upper bound (it also holds the retention window).
+            return match get("lag") {
+                Some(lag) => Ok(pending + lag),
+                None => len(conn, key).await,
             };
-            return Ok(pending + lag);
         }
     }
     Ok(0)
 }
 
-/// Deletes the `n` oldest entries after `after` (the confirmed mark) and acknowledges them;
-/// returns the IDs removed. The last-generated ID is unchanged (`XDEL`), so no ID is reused.
-pub(crate) async fn drop_oldest(
-    conn: &mut MultiplexedConnection,
-    key: &str,
-    after: StreamId,
-    n: usize,
-) -> RedisResult<Vec<StreamId>> {
-    let ids: Vec<StreamId> = range_after(conn, key, after, n).await?.into_iter().map(|e| e.id).collect();
-    if ids.is_empty() {
-        return Ok(ids);
+/// Deletes up to `n` of the oldest entries after `after` and acknowledges them, a page at a
+/// time; returns how many went. The last-generated ID is unchanged (`XDEL`): no ID is reused.
+pub(crate) async fn drop_oldest(conn: &mut MultiplexedConnection, key: &str, after: StreamId, n: u64) -> RedisResult<u64> {
+    const PAGE: u64 = 1_000;
+    let (mut dropped, mut cursor) = (0, after);
+    while dropped < n {
+        let ids: Vec<StreamId> =
+            range_after(conn, key, cursor, (n - dropped).min(PAGE) as usize).await?.into_iter().map(|e| e.id).collect();
+        let Some(&last) = ids.last() else { break };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("XACK").arg(key).arg(GROUP).arg(&ids).ignore();
+        pipe.cmd("XDEL").arg(key).arg(&ids).ignore();
+        pipe.query_async::<()>(conn).await?;
+        dropped += ids.len() as u64;
+        cursor = last;
     }
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    let xack = pipe.cmd("XACK").arg(key).arg(GROUP);
-    for id in &ids {
-        xack.arg(id.to_string());
-    }
-    xack.ignore();
-    let xdel = pipe.cmd("XDEL").arg(key);
-    for id in &ids {
-        xdel.arg(id.to_string());
-    }
-    xdel.ignore();
-    pipe.query_async::<()>(conn).await?;
-    Ok(ids)
+    Ok(dropped)
+}
+
+/// Removes every entry at or below `id` (exactly, not `~`).
+pub(crate) async fn trim_through(conn: &mut MultiplexedConnection, key: &str, id: StreamId) -> RedisResult<()> {
+    let above = StreamId { ms: id.ms, seq: id.seq.saturating_add(1) };
+    redis::cmd("XTRIM").arg(key).arg("MINID").arg("=").arg(above.to_string()).query_async(conn).await
+}
+
+/// Entries in the stream.
+pub(crate) async fn len(conn: &mut MultiplexedConnection, key: &str) -> RedisResult<u64> {
+    redis::cmd("XLEN").arg(key).query_async(conn).await
 }
 
 /// The stream's last-generated ID (survives deletions), `None` if there is no stream.

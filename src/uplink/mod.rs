@@ -9,6 +9,7 @@
 //! mark and trim behind it ([`local`]). A retry after any failure resends the same IDs, which
 //! upstream skips: no loss, no duplicates, across outages, restarts and power cuts.
 
+mod backlog;
 pub mod function;
 mod forward;
 mod local;

@@ -8,7 +8,7 @@
 --
 -- IDs are compared as decimal strings (length, then digits), exact over the whole u64 range.
 
-local VERSION = 1
+local VERSION = 2
 local U64_MAX = '18446744073709551615'
 
 -- A decimal u64 without leading zeros, or nil.
@@ -113,6 +113,19 @@ local function append(keys, args)
     end
     if cmp_id(upstream, prev) < 0 and not accept_gap then
         return { 'gap', fmt_id(upstream) }
+    end
+    -- An ID above `prev` (not yet confirmed to the caller) but at or below upstream's last is
+    -- a duplicate only if upstream holds it: a retry after a lost reply. Otherwise another
+    -- writer or a clock ahead took that ID range, and skipping would lose the entry: refuse.
+    if existed then
+        for _, e in ipairs(entries) do
+            if cmp_id(e.id, prev) > 0 and cmp_id(e.id, upstream) <= 0 then
+                local id = fmt_id(e.id)
+                if #redis.call('XRANGE', key, id, id) == 0 then
+                    return { 'conflict', fmt_id(upstream), id }
+                end
+            end
+        end
     end
 
     local applied, duplicates = 0, 0
