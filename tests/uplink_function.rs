@@ -357,3 +357,17 @@ async fn cluster_every_primary_gets_the_library_and_each_camera_its_slot() {
         assert_eq!(outcome.unwrap(), appended(1, 0, "3-0"));
     }
 }
+
+#[tokio::test]
+async fn ids_another_writer_took_are_a_conflict_not_duplicates() {
+    let (_server, mut conn) = loaded_server().await;
+    function::append(&mut conn, KEY, StreamId::ZERO, true, false, &batch(&["1-0", "2-0"])).await.unwrap();
+    // Someone else writes a later ID; our next entries fall below it but were never there.
+    redis::cmd("XADD").arg(KEY).arg("9-0").arg("v").arg("x").exec_async(&mut conn).await.unwrap();
+    let outcome = function::append(&mut conn, KEY, id("2-0"), false, false, &batch(&["3-0", "4-0"])).await;
+    assert_eq!(outcome.unwrap(), AppendOutcome::Conflict { upstream_last: id("9-0"), id: id("3-0") });
+    assert_eq!(upstream(&mut conn, KEY).await.len(), 3, "nothing written");
+    // A retry of what upstream does hold is still a plain duplicate.
+    let outcome = function::append(&mut conn, KEY, id("1-0"), false, false, &batch(&["2-0"])).await;
+    assert_eq!(outcome.unwrap(), appended(0, 1, "9-0"));
+}

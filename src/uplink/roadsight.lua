@@ -48,6 +48,23 @@ local function fail(name, msg)
     return redis.error_reply('ERR ' .. name .. ': ' .. msg)
 end
 
+-- Whether `id`, absent from the stream, may have been there and been removed since: at or
+-- below the highest XDELed ID, or older than the oldest entry left (trimmed from the front),
+-- or the stream is empty.
+local function maybe_removed(key, id)
+    local info = redis.call('XINFO', 'STREAM', key)
+    local max_deleted, first, length
+    for i = 1, #info, 2 do
+        if info[i] == 'max-deleted-entry-id' then max_deleted = parse_id(info[i + 1])
+        elseif info[i] == 'first-entry' and type(info[i + 1]) == 'table' then first = parse_id(info[i + 1][1])
+        elseif info[i] == 'length' then length = info[i + 1]
+        end
+    end
+    if length == 0 or not first then return true end
+    if max_deleted and cmp_id(id, max_deleted) <= 0 then return true end
+    return cmp_id(id, first) < 0
+end
+
 -- The stream's last-generated-id (kept through XDEL and XTRIM), or nil when the key is absent.
 local function last_generated(key)
     if redis.call('EXISTS', key) == 0 then return nil end
@@ -115,13 +132,14 @@ local function append(keys, args)
         return { 'gap', fmt_id(upstream) }
     end
     -- An ID above `prev` (not yet confirmed to the caller) but at or below upstream's last is
-    -- a duplicate only if upstream holds it: a retry after a lost reply. Otherwise another
-    -- writer or a clock ahead took that ID range, and skipping would lose the entry: refuse.
+    -- a duplicate if upstream holds it (a retry after a lost reply) or may have held it and
+    -- removed it since (XDEL, trimming). Otherwise another writer or a clock ahead took that
+    -- ID range, and skipping would lose the entry: refuse, write nothing.
     if existed then
         for _, e in ipairs(entries) do
             if cmp_id(e.id, prev) > 0 and cmp_id(e.id, upstream) <= 0 then
                 local id = fmt_id(e.id)
-                if #redis.call('XRANGE', key, id, id) == 0 then
+                if #redis.call('XRANGE', key, id, id) == 0 and not maybe_removed(key, e.id) then
                     return { 'conflict', fmt_id(upstream), id }
                 end
             end
