@@ -173,20 +173,25 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     stop_metrics.cancel();
     log_summary(&infos);
     if config.uplink.is_some() {
-        for cam in &config.cameras {
-            let m = metrics.uplink.camera(&cam.id);
-            tracing::info!(
-                camera = %cam.id,
-                forwarded = m.forwarded.get(),
-                duplicates = m.duplicates.get(),
-                dropped = m.dropped.get(),
-                gaps = m.gaps.get(),
-                backlog = m.backlog.get(),
-                "Uplink summary."
-            );
-        }
+        log_uplink_summary(&config, &metrics);
     }
     Ok(())
+}
+
+/// One line per configured camera (enabled or not: the uplink follows them all).
+fn log_uplink_summary(config: &Config, metrics: &Metrics) {
+    for cam in &config.cameras {
+        let m = metrics.uplink.camera(&cam.id);
+        tracing::info!(
+            camera = %cam.id,
+            forwarded = m.forwarded.get(),
+            duplicates = m.duplicates.get(),
+            dropped = m.dropped.get(),
+            gaps = m.gaps.get(),
+            backlog = m.backlog.get(),
+            "Uplink summary."
+        );
+    }
 }
 
 /// The inference thread beats at least every half second, busy or idle; one that stops is
