@@ -136,11 +136,23 @@ async fn session(
             last_backlog_check = Instant::now();
         }
         let waited = fill(&mut local, streams, uplink.config.batch).await?;
-        let mut sent = false;
-        for s in streams.iter_mut().filter(|s| !s.pending.is_empty() && !s.paused()) {
-            forward(uplink, &mut up, &mut local, s, acked_trim).await?;
+        // Cameras are independent: their calls go out together (the connections multiplex),
+        // so one round costs about one round trip, not one per camera. Within a camera, one
+        // call at a time keeps the order.
+        let calls: Vec<_> = streams
+            .iter_mut()
+            .filter(|s| !s.pending.is_empty() && !s.paused())
+            .map(|s| {
+                let (mut up, mut local) = (up.clone(), local.clone());
+                async move { forward(uplink, &mut up, &mut local, s, acked_trim).await }
+            })
+            .collect();
+        let sent = !calls.is_empty();
+        for result in futures_util::future::join_all(calls).await {
+            result?;
+        }
+        if sent {
             backoff.reset();
-            sent = true;
         }
         if !waited && !sent {
             // Nothing to read and nothing sendable (every camera with entries is paused, or

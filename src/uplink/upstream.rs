@@ -15,7 +15,8 @@ use crate::credentials::{self, Secret};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// An open upstream connection.
+/// An open upstream connection; clones share it (requests are multiplexed).
+#[derive(Clone)]
 pub(crate) enum Upstream {
     Single(MultiplexedConnection),
     Cluster(ClusterConnection),
