@@ -17,8 +17,7 @@
 //! writes it to `bench-results/uplink.md`. Other knobs: `UPLINK_BENCH_NAIVE_SECS` (time cap
 //! of the naive throughput run), `UPLINK_BENCH_LOCAL_FSYNC` (`everysec` or `always`),
 //! `UPLINK_BENCH_SCENARIOS` (e.g. `throughput,latency`; a run without all three writes no
-//! file),
-//! `UPLINK_BENCH_NO_BUILD=1`.
+//! file), `UPLINK_BENCH_LUA` (see `uplink/ceiling.rs`), `UPLINK_BENCH_NO_BUILD=1`.
 
 #[path = "uplink/ceiling.rs"]
 mod ceiling;
@@ -37,8 +36,8 @@ mod watch;
 
 use std::time::Instant;
 
-use report::{table, thousands};
-use scenarios::{Kind, Settings};
+use report::{CpuTimes, table, thousands};
+use scenarios::{Kind, Settings, Throughput};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -58,7 +57,7 @@ fn main() {
         latency_secs: env("UPLINK_BENCH_LATENCY_SECS", 30.0),
         outage_entries: env("UPLINK_BENCH_OUTAGE_ENTRIES", 144_000),
         outage_min_secs: env("UPLINK_BENCH_OUTAGE_SECS", 0.0),
-        naive_max_secs: env("UPLINK_BENCH_NAIVE_SECS", 30.0),
+        naive_max_secs: env("UPLINK_BENCH_NAIVE_SECS", 20.0),
         local_fsync: env("UPLINK_BENCH_LOCAL_FSYNC", "everysec".to_owned()),
     };
     let started = Instant::now();
@@ -66,100 +65,20 @@ fn main() {
 
     let mut rows = Vec::new();
     if run("throughput") {
-        step("throughput, roadsightd");
-        let r = scenarios::throughput(Kind::Roadsight, &s);
-        step("throughput, naive");
-        let n = scenarios::throughput(Kind::Naive, &s);
-        let cell = |t: &scenarios::Throughput| {
-            let capped = if t.complete { "" } else { ", stopped at the time cap" };
-            format!("{}/s ({} in {:.2} s{capped})", thousands(t.per_sec), thousands(t.forwarded as f64), t.secs)
-        };
-        let aim = if r.per_sec >= 100_000.0 { "≥ 100,000/s: met" } else { "≥ 100,000/s: **missed**" };
-        let what = format!("Throughput, {} entries preloaded over {} cameras", thousands(s.entries as f64), s.cameras);
-        rows.push(vec![what, cell(&r), cell(&n), format!("{:.1}×", r.per_sec / n.per_sec), aim.into()]);
-        let dash = || "—".to_owned();
-        if let (Some([daemon, local, up]), Some((xadd, fcall))) = (r.cpu, r.upstream_alone) {
-            rows.push(vec![
-                "… CPU meanwhile: roadsightd / local redis / upstream redis".into(),
-                format!("{daemon:.1} / {local:.1} / {up:.1} s in {:.1} s", r.secs),
-                dash(),
-                dash(),
-                dash(),
-            ]);
-            rows.push(vec![
-                "… upstream alone, batches of 500: plain pipelined `XADD` / `FCALL roadsight_append`".into(),
-                format!("{}/s / {}/s", thousands(xadd), thousands(fcall)),
-                dash(),
-                dash(),
-                dash(),
-            ]);
-        }
-        rows.push(vec![
-            "… for scale: pipelined `XADD` of the same entries into local (the preload)".into(),
-            format!("{}/s", thousands(r.preload_per_sec)),
-            dash(),
-            dash(),
-            dash(),
-        ]);
+        rows.extend(throughput_rows(&s, &step));
     }
     if run("latency") {
-        step("latency, roadsightd");
-        let r = scenarios::latency(Kind::Roadsight, &s);
-        step("latency, naive");
-        let n = scenarios::latency(Kind::Naive, &s);
-        let aim = if r.p99 <= 5.0 { "p99 ≤ 5 ms: met" } else { "p99 ≤ 5 ms: **missed**" };
-        let what = format!(
-            "Added latency XADD → upstream, p50 / p99 / max, {} × {} fps for {} s",
-            s.cameras, s.fps, s.latency_secs
-        );
-        let ratio = format!("{:.2} / {:.2} / {:.2}", r.p50 / n.p50, r.p99 / n.p99, r.max / n.max);
-        rows.push(vec![what, r.cell(), n.cell(), ratio, aim.into()]);
+        rows.extend(latency_rows(&s, &step));
     }
     if run("catchup") {
-        step("catch-up, roadsightd");
-        let c = scenarios::catch_up(&s);
-        let aim = if c.drained_secs < 10.0 { "< 10 s: met" } else { "< 10 s: **missed**" };
-        rows.push(vec![
-            format!(
-                "Catch-up: upstream back → backlog of {} entries drained, live {} × {} fps going on",
-                thousands(c.backlog as f64),
-                s.cameras,
-                s.fps
-            ),
-            format!(
-                "{:.2} s = {:.2} s reconnect wait + {:.2} s drain at {}/s",
-                c.drained_secs,
-                c.reconnect_secs,
-                c.drained_secs - c.reconnect_secs,
-                thousands(c.drain_per_sec)
-            ),
-            "—".into(),
-            "—".into(),
-            aim.into(),
-        ]);
-        rows.push(vec!["Latency of live entries during catch-up".into(), c.live_during.cell(), "—".into(), "—".into(), "—".into()]);
-        rows.push(vec!["Latency of live entries after catch-up".into(), c.live_after.cell(), "—".into(), "—".into(), "—".into()]);
-        rows.push(vec![
-            format!("Outage: backlog written in {:.2} s, upstream down {:.2} s", c.produce_secs, c.outage_secs),
-            format!("{} duplicates skipped upstream", c.duplicates),
-            "—".into(),
-            "—".into(),
-            "—".into(),
-        ]);
+        rows.extend(catch_up_rows(&s, &step));
     }
     step("done");
 
-    let header = ["Measure", "roadsight", "naive (`COUNT 1` loop)", "roadsight / naive", "Aim"];
+    let header = ["Measure", "roadsight", "naive (`COUNT 1` loop)", "roadsight / naive", "Aim", "CPU, whole machine"];
     let mut md = String::from("# Uplink benchmark\n\n`cargo bench --bench uplink`\n\n");
     md.push_str(&table(&header, &rows));
-    md.push_str(&format!(
-        "\nLocal redis-server: unix socket, AOF `appendfsync {}`; upstream: TCP loopback, AOF `appendfsync everysec` \
-         (Redis's default), no RDB snapshots on either. roadsightd release build, `[uplink]` defaults (batch 500). \
-         Latency samples from the reader are exact; during catch-up they come from 10 ms polls (add up to 10 ms). \
-         The outage backlog is written as fast as local Redis takes it, not in real time. Whole run: {:.0} s.\n\n",
-        s.local_fsync,
-        started.elapsed().as_secs_f64()
-    ));
+    md.push_str(&notes(&s, started.elapsed().as_secs_f64()));
     md.push_str(&report::machine());
     println!("\n{md}");
     if ["throughput", "latency", "catchup"].iter().all(|w| run(w)) {
@@ -170,4 +89,96 @@ fn main() {
     } else {
         eprintln!("uplink bench: partial run ({wanted}); bench-results/uplink.md left as it was");
     }
+}
+
+/// A row that only fills the roadsight column.
+fn detail(what: impl Into<String>, value: String) -> Vec<String> {
+    vec![what.into(), value, "—".into(), "—".into(), "—".into()]
+}
+
+fn met(ok: bool, aim: &str) -> String {
+    if ok { format!("{aim}: met") } else { format!("{aim}: **missed**") }
+}
+
+fn throughput_rows(s: &Settings, step: &dyn Fn(&str)) -> Vec<Vec<String>> {
+    let cpu = CpuTimes::now();
+    step("throughput, roadsightd");
+    let r = scenarios::throughput(Kind::Roadsight, s);
+    step("throughput, naive");
+    let n = scenarios::throughput(Kind::Naive, s);
+    let cell = |t: &Throughput| {
+        let capped = if t.complete { "" } else { ", stopped at the time cap" };
+        format!("{}/s ({} in {:.2} s{capped})", thousands(t.per_sec), thousands(t.forwarded as f64), t.secs)
+    };
+    let what = format!("Throughput, {} entries preloaded over {} cameras", thousands(s.entries as f64), s.cameras);
+    let ratio = format!("{:.1}×", r.per_sec / n.per_sec);
+    let mut rows = vec![vec![what, cell(&r), cell(&n), ratio, met(r.per_sec >= 100_000.0, "≥ 100,000/s"), cpu.since()]];
+    if let (Some([daemon, local, up]), Some((xadd, fcall))) = (r.cpu, r.upstream_alone) {
+        rows.push(detail(
+            "… CPU meanwhile: roadsightd / local redis / upstream redis",
+            format!("{daemon:.1} / {local:.1} / {up:.1} s in {:.1} s", r.secs),
+        ));
+        rows.push(detail(
+            "… upstream alone, batches of 500: plain pipelined `XADD` / `FCALL roadsight_append`",
+            format!("{}/s / {}/s", thousands(xadd), thousands(fcall)),
+        ));
+    }
+    rows.push(detail(
+        "… for scale: pipelined `XADD` of the same entries into local (the preload)",
+        format!("{}/s", thousands(r.preload_per_sec)),
+    ));
+    rows
+}
+
+fn latency_rows(s: &Settings, step: &dyn Fn(&str)) -> Vec<Vec<String>> {
+    let cpu = CpuTimes::now();
+    step("latency, roadsightd");
+    let r = scenarios::latency(Kind::Roadsight, s);
+    step("latency, naive");
+    let n = scenarios::latency(Kind::Naive, s);
+    let what = format!("Added latency XADD → upstream, p50 / p99 / max, {} × {} fps for {} s", s.cameras, s.fps, s.latency_secs);
+    let ratio = format!("{:.2} / {:.2} / {:.2}", r.p50 / n.p50, r.p99 / n.p99, r.max / n.max);
+    vec![vec![what, r.cell(), n.cell(), ratio, met(r.p99 <= 5.0, "p99 ≤ 5 ms"), cpu.since()]]
+}
+
+fn catch_up_rows(s: &Settings, step: &dyn Fn(&str)) -> Vec<Vec<String>> {
+    let cpu = CpuTimes::now();
+    step("catch-up, roadsightd");
+    let c = scenarios::catch_up(s);
+    let what = format!(
+        "Catch-up: upstream back → backlog of {} entries drained, live {} × {} fps going on",
+        thousands(c.backlog as f64),
+        s.cameras,
+        s.fps
+    );
+    let value = format!(
+        "{:.2} s = {:.2} s reconnect wait + {:.2} s drain at {}/s",
+        c.drained_secs,
+        c.reconnect_secs,
+        c.drained_secs - c.reconnect_secs,
+        thousands(c.drain_per_sec)
+    );
+    vec![
+        vec![what, value, "—".into(), "—".into(), met(c.drained_secs < 10.0, "< 10 s"), cpu.since()],
+        detail("… latency of live entries during catch-up", c.live_during.cell()),
+        detail("… latency of live entries after catch-up", c.live_after.cell()),
+        detail(
+            format!("… outage: backlog written in {:.2} s, upstream down {:.2} s", c.produce_secs, c.outage_secs),
+            format!("{} duplicates skipped upstream", c.duplicates),
+        ),
+    ]
+}
+
+fn notes(s: &Settings, secs: f64) -> String {
+    format!(
+        "\nLocal redis-server: unix socket, AOF `appendfsync {}`; upstream: TCP loopback, AOF `appendfsync everysec` \
+         (Redis's default); no RDB snapshots on either. roadsightd release build, `[uplink]` defaults. \
+         Latency from the upstream reader is exact; during and after catch-up it comes from 10 ms polls of each \
+         stream's last ID (up to 10 ms more). The outage backlog is written as fast as local Redis takes it, not in \
+         real time, so upstream is down only that long (`UPLINK_BENCH_OUTAGE_SECS` holds it down longer): the \
+         reconnect wait is where roadsightd's backoff stands then; after a real 10-minute outage its retries are \
+         `BACKOFF_MAX` (src/uplink/forward.rs) apart, which adds anything from 0 to that. \"steal\" is CPU time the hypervisor gave to other guests: on a shared 2-vCPU VM it \
+         shows up as latency outliers. Whole run: {secs:.0} s.\n\n",
+        s.local_fsync
+    )
 }

@@ -3,16 +3,16 @@
 //! uplink's default), one call in flight at a time as the uplink does:
 //!
 //! - plain `XADD <key> <id> …` pipelined, the least any forwarder has to have upstream do;
-//! - `FCALL roadsight_append` (the library from `src/uplink/roadsight.lua`), the uplink's call.
+//! - `FCALL roadsight_append` (the library from `src/uplink/roadsight.lua`, or the file named by
+//!   `UPLINK_BENCH_LUA`, to try a change without rebuilding the daemon), the uplink's call.
 //!
 //! Only the upstream calls are timed; reading the batches from local Redis is not.
 
 use std::time::{Duration, Instant};
 
 use super::load::{RawEntry, parse_read};
-use super::procs::RedisServer;
+use super::procs::{RedisServer, repo};
 
-const LIBRARY: &str = include_str!("../../src/uplink/roadsight.lua");
 const BATCH: usize = 500;
 
 /// Entries per second upstream took them: `(plain XADD, roadsight_append)`.
@@ -34,7 +34,9 @@ pub(crate) fn upstream_rates(local: &RedisServer, keys: &[String]) -> (f64, f64)
     let fcall = {
         let up = RedisServer::upstream();
         let mut conn = up.connect().unwrap();
-        let () = redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(LIBRARY).query(&mut conn).expect("FUNCTION LOAD");
+        let path = std::env::var_os("UPLINK_BENCH_LUA").map_or_else(|| repo().join("src/uplink/roadsight.lua"), Into::into);
+        let library = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let () = redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(library).query(&mut conn).expect("FUNCTION LOAD");
         timed(&mut lconn, keys, |key, prev, batch| {
             let mut cmd = redis::cmd("FCALL");
             cmd.arg("roadsight_append").arg(1).arg(key).arg(prev).arg(if prev == "0-0" { "create" } else { "" });

@@ -49,14 +49,43 @@ pub(crate) fn thousands(v: f64) -> String {
     out
 }
 
-/// A Markdown table: a header row and rows of cells.
+/// The machine's CPU time counters (`/proc/stat`, all CPUs), to tell how much the hypervisor
+/// took away during a scenario: on a shared 2-vCPU VM, steal shows up as latency outliers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuTimes {
+    busy: u64,
+    idle: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    pub(crate) fn now() -> CpuTimes {
+        let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let v: Vec<u64> = text.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal
+        CpuTimes { busy: at(0) + at(1) + at(2) + at(5) + at(6), idle: at(3) + at(4), steal: at(7) }
+    }
+
+    /// `steal x% · busy y%` of all CPU time since `self`.
+    pub(crate) fn since(&self) -> String {
+        let now = CpuTimes::now();
+        let (busy, idle, steal) = (now.busy - self.busy, now.idle - self.idle, now.steal - self.steal);
+        let total = (busy + idle + steal).max(1) as f64;
+        format!("steal {:.0}% · busy {:.0}%", 100.0 * steal as f64 / total, 100.0 * busy as f64 / total)
+    }
+}
+
+/// A Markdown table: a header row and rows of cells (short rows padded with empty cells).
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
     let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
     out.push_str(&line(header.iter().map(|s| (*s).to_owned()).collect()));
     out.push_str(&line(header.iter().map(|_| "---".to_owned()).collect()));
     for row in rows {
-        out.push_str(&line(row.clone()));
+        let mut row = row.clone();
+        row.resize(header.len(), String::new());
+        out.push_str(&line(row));
     }
     out
 }
