@@ -137,20 +137,7 @@ impl Redis {
     /// Every entry of `key` as (id, field map).
     pub fn entries(&self, key: &str) -> Vec<(String, std::collections::HashMap<String, String>)> {
         let Ok(mut conn) = self.connect() else { return Vec::new() };
-        let reply: redis::streams::StreamRangeReply =
-            redis::cmd("XRANGE").arg(key).arg("-").arg("+").query(&mut conn).unwrap_or_default();
-        reply
-            .ids
-            .into_iter()
-            .map(|e| {
-                let fields = e
-                    .map
-                    .iter()
-                    .map(|(k, v)| (k.clone(), redis::from_redis_value::<String>(v.clone()).unwrap_or_default()))
-                    .collect();
-                (e.id, fields)
-            })
-            .collect()
+        upstream::stream_entries(&mut conn, key)
     }
 }
 

@@ -425,7 +425,8 @@ fn parse_info(text: &str) -> HashMap<String, String> {
     text.lines().filter_map(|l| l.trim().split_once(':')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
-fn stream_entries(conn: &mut redis::Connection, key: &str) -> Vec<(String, HashMap<String, String>)> {
+/// Every entry of `key` as (id, field map), oldest first.
+pub fn stream_entries(conn: &mut redis::Connection, key: &str) -> Vec<(String, HashMap<String, String>)> {
     let reply: redis::streams::StreamRangeReply =
         redis::cmd("XRANGE").arg(key).arg("-").arg("+").query(conn).unwrap_or_default();
     reply
