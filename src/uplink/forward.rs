@@ -23,7 +23,9 @@ const TROUBLE_PAUSE: Duration = Duration::from_secs(30);
 const MAX_CALL_BYTES: usize = 256 * 1024;
 const MIN_CALL_BYTES: usize = 4 * 1024;
 const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A refused connection costs nothing: retry often, so a link that comes back after a long
+/// outage is used within two seconds.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// One camera stream's forwarding state.
 pub(super) struct Stream {

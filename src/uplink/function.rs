@@ -32,7 +32,7 @@ use redis::{ErrorKind, RedisError, RedisResult, Value};
 pub const LIBRARY: &str = include_str!("roadsight.lua");
 
 /// Version of [`LIBRARY`] (`VERSION` in the Lua source); newer daemons carry higher numbers.
-pub const LIBRARY_VERSION: i64 = 2;
+pub const LIBRARY_VERSION: i64 = 3;
 
 /// A Redis stream entry ID, `<ms>-<seq>`, ordered as Redis orders them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -112,14 +112,14 @@ fn parse_entries(items: Value) -> Batch {
         };
         match fields {
             Some(Value::Array(kv)) => {
-                let fields = kv
-                    .chunks_exact(2)
-                    .filter_map(|p| {
-                        let k: Vec<u8> = redis::from_redis_value(p[0].clone()).ok()?;
-                        let v: Vec<u8> = redis::from_redis_value(p[1].clone()).ok()?;
-                        Some((k, v))
-                    })
-                    .collect();
+                // Move the bytes out of the reply rather than copying them.
+                let mut fields = Vec::with_capacity(kv.len() / 2);
+                let mut it = kv.into_iter().map(bytes);
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    if let (Some(k), Some(v)) = (k, v) {
+                        fields.push((k, v));
+                    }
+                }
                 batch.entries.push(Entry { id, fields });
             }
             _ => batch.gone.push(id),
@@ -270,6 +270,14 @@ pub(crate) async fn last_generated(conn: &mut MultiplexedConnection, key: &str) 
 pub(crate) async fn set_last_id(conn: &mut MultiplexedConnection, key: &str, id: StreamId) -> RedisResult<()> {
     ensure_group(conn, key).await?;
     redis::cmd("XSETID").arg(key).arg(id.to_string()).query_async(conn).await
+}
+
+fn bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        other => redis::from_redis_value(other).ok(),
+    }
 }
 
 fn flat_map(v: Value) -> Vec<(String, Value)> {

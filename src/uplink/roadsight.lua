@@ -8,7 +8,7 @@
 --
 -- IDs are compared as decimal strings (length, then digits), exact over the whole u64 range.
 
-local VERSION = 2
+local VERSION = 3
 local U64_MAX = '18446744073709551615'
 
 -- A decimal u64 without leading zeros, or nil.
@@ -116,7 +116,9 @@ local function append(keys, args)
             return fail(name, 'entry IDs must increase (' .. args[i] .. ' after '
                 .. fmt_id(entries[#entries].id) .. ')')
         end
-        entries[#entries + 1] = { id = id, first = i + 2, last = i + 1 + 2 * n }
+        -- The caller's own text goes to XADD (no re-formatting); a bare "ms" is spelt out.
+        local raw = args[i]:find('-', 1, true) and args[i] or fmt_id(id)
+        entries[#entries + 1] = { id = id, raw = raw, first = i + 2, last = i + 1 + 2 * n }
         i = i + 2 + 2 * n
     end
 
@@ -135,7 +137,8 @@ local function append(keys, args)
     -- a duplicate if upstream holds it (a retry after a lost reply) or may have held it and
     -- removed it since (XDEL, trimming). Otherwise another writer or a clock ahead took that
     -- ID range, and skipping would lose the entry: refuse, write nothing.
-    if existed then
+    -- The usual case, every entry above upstream's last, skips the check.
+    if existed and #entries > 0 and cmp_id(entries[1].id, upstream) <= 0 then
         for _, e in ipairs(entries) do
             if cmp_id(e.id, prev) > 0 and cmp_id(e.id, upstream) <= 0 then
                 local id = fmt_id(e.id)
@@ -152,9 +155,9 @@ local function append(keys, args)
             duplicates = duplicates + 1
         else
             if existed then
-                redis.call('XADD', key, 'NOMKSTREAM', fmt_id(e.id), unpack(args, e.first, e.last))
+                redis.call('XADD', key, 'NOMKSTREAM', e.raw, unpack(args, e.first, e.last))
             else
-                redis.call('XADD', key, fmt_id(e.id), unpack(args, e.first, e.last))
+                redis.call('XADD', key, e.raw, unpack(args, e.first, e.last))
                 existed = true
             end
             upstream = e.id
