@@ -43,6 +43,22 @@ impl SourceInfo {
     }
 }
 
+/// Builds a launch line whose `filesrc` is named `file` and points it at `path`; `what`
+/// names the pipeline in the error.
+pub(super) fn file_pipeline(line: &str, path: &Path, what: &str) -> Result<gst::Pipeline, TestCamError> {
+    let pipeline = gst::parse::launch(line)
+        .map_err(|e| TestCamError::Gstreamer(format!("{what} pipeline: {e}")))?
+        .downcast::<gst::Pipeline>()
+        .expect("a launch line with several elements is a pipeline");
+    named(&pipeline, "file").set_property("location", path.to_string_lossy().as_ref());
+    Ok(pipeline)
+}
+
+/// An element the launch line names.
+pub(super) fn named(pipeline: &gst::Pipeline, name: &str) -> gst::Element {
+    pipeline.by_name(name).expect("element named in the launch line")
+}
+
 /// Prerolls the file and reports its kind (by the type-found caps: `image/*` is a still) and
 /// its decoded size.
 pub(crate) fn probe(path: &Path) -> Result<SourceInfo, TestCamError> {
@@ -50,18 +66,12 @@ pub(crate) fn probe(path: &Path) -> Result<SourceInfo, TestCamError> {
         path: path.to_owned(),
         reason,
     };
-    let pipeline = gst::parse::launch(
+    let pipeline = file_pipeline(
         "filesrc name=file ! typefind name=typefind ! decodebin ! videoconvert ! fakesink name=sink",
-    )
-    .map_err(|e| TestCamError::Gstreamer(format!("probe pipeline: {e}")))?
-    .downcast::<gst::Pipeline>()
-    .expect("a launch line with several elements is a pipeline");
-    let by_name = |name| {
-        pipeline
-            .by_name(name)
-            .expect("element named in the launch line")
-    };
-    by_name("file").set_property("location", path.to_string_lossy().as_ref());
+        path,
+        "probe",
+    )?;
+    let by_name = |name| named(&pipeline, name);
 
     let prerolled = pipeline.set_state(gst::State::Paused).is_ok()
         && pipeline

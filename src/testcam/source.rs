@@ -79,19 +79,8 @@ impl LoopingSource {
              ! videoconvert ! capsfilter name=caps ! appsink name=sink sync=false max-buffers=1 \
              drop=false enable-last-sample=false"
         );
-        let gst_err = |what: &str, e: &dyn std::fmt::Display| {
-            TestCamError::Gstreamer(format!("source pipeline {what}: {e}"))
-        };
-        let pipeline = gst::parse::launch(&line)
-            .map_err(|e| gst_err("launch", &e))?
-            .downcast::<gst::Pipeline>()
-            .expect("a launch line with several elements is a pipeline");
-        let by_name = |name| {
-            pipeline
-                .by_name(name)
-                .expect("element named in the launch line")
-        };
-        by_name("file").set_property("location", path.to_string_lossy().as_ref());
+        let pipeline = super::probe::file_pipeline(&line, path, "source")?;
+        let by_name = |name| super::probe::named(&pipeline, name);
         let caps = spec.caps();
         by_name("caps").set_property("caps", &caps);
         let sink = by_name("sink")
