@@ -15,6 +15,7 @@ pub mod infer;
 pub(crate) mod mailbox;
 pub mod publish;
 pub mod supervisor;
+pub mod systemd;
 pub mod telemetry;
 pub mod testcam;
 pub mod uplink;

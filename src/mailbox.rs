@@ -4,6 +4,9 @@
 //! taken yet is replaced and returned to the caller, which counts it as stale. The inference
 //! thread [`Mailboxes::take`]s frames round-robin across cameras, so a fast camera cannot
 //! starve a slow one, and blocks while every slot is empty. Nothing here allocates per frame.
+//!
+//! Slots come and go with the camera set (a reload adds and removes cameras): there is one per
+//! running camera, and a freed slot is reused by the next camera added.
 
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
@@ -21,30 +24,51 @@ pub(crate) enum Take {
 
 struct Slots {
     frames: Vec<Option<Frame>>,
+    /// Whether a camera owns the slot; frames for a free slot are refused.
+    owned: Vec<bool>,
     /// Where the next round-robin scan starts.
     next: usize,
     closed: bool,
 }
 
-/// One-slot mailboxes for a fixed number of camera slots.
+/// One-slot mailboxes, one per running camera.
 pub(crate) struct Mailboxes {
     slots: Mutex<Slots>,
     ready: Condvar,
 }
 
 impl Mailboxes {
-    pub(crate) fn new(cameras: usize) -> Self {
-        let frames = (0..cameras).map(|_| None).collect();
-        Self { slots: Mutex::new(Slots { frames, next: 0, closed: false }), ready: Condvar::new() }
+    pub(crate) fn new() -> Self {
+        let slots = Slots { frames: Vec::new(), owned: Vec::new(), next: 0, closed: false };
+        Self { slots: Mutex::new(slots), ready: Condvar::new() }
+    }
+
+    /// A slot for a new camera: a free one, else a new one.
+    pub(crate) fn add(&self) -> CameraSlot {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(free) = slots.owned.iter().position(|owned| !owned) {
+            slots.owned[free] = true;
+            return free;
+        }
+        slots.frames.push(None);
+        slots.owned.push(true);
+        slots.frames.len() - 1
+    }
+
+    /// Frees a camera's slot once its capture has stopped; returns the frame it still held.
+    pub(crate) fn remove(&self, slot: CameraSlot) -> Option<Frame> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.owned[slot] = false;
+        slots.frames[slot].take()
     }
 
     /// Leaves `frame` for the inference thread; returns the unprocessed frame it replaced.
     ///
     /// # Errors
-    /// After [`Mailboxes::close`] the frame is refused and handed back.
+    /// After [`Mailboxes::close`], or for a freed slot, the frame is refused and handed back.
     pub(crate) fn put(&self, slot: CameraSlot, frame: Frame) -> Result<Option<Frame>, Frame> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if slots.closed {
+        if slots.closed || !slots.owned[slot] {
             return Err(frame);
         }
         let stale = slots.frames[slot].replace(frame);
@@ -131,9 +155,17 @@ pub(crate) mod tests {
         }
     }
 
+    fn mailboxes(cameras: usize) -> Mailboxes {
+        let boxes = Mailboxes::new();
+        for expected in 0..cameras {
+            assert_eq!(boxes.add(), expected);
+        }
+        boxes
+    }
+
     #[test]
     fn a_newer_frame_replaces_an_unprocessed_one() {
-        let boxes = Mailboxes::new(1);
+        let boxes = mailboxes(1);
         let cam = camera("a");
         assert!(boxes.put(0, frame(&cam, 1)).unwrap().is_none());
         let stale = boxes.put(0, frame(&cam, 2)).unwrap().expect("the first frame comes back");
@@ -144,7 +176,7 @@ pub(crate) mod tests {
 
     #[test]
     fn cameras_are_served_round_robin() {
-        let boxes = Mailboxes::new(3);
+        let boxes = mailboxes(3);
         let cams = [camera("a"), camera("b"), camera("c")];
         let mut order = Vec::new();
         for round in 0..2 {
@@ -166,7 +198,7 @@ pub(crate) mod tests {
 
     #[test]
     fn close_drains_waiting_frames_then_reports_closed() {
-        let boxes = Arc::new(Mailboxes::new(2));
+        let boxes = Arc::new(mailboxes(2));
         let cam = camera("a");
         boxes.put(1, frame(&cam, 5)).unwrap();
         boxes.close();
@@ -176,8 +208,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_removed_camera_frees_its_slot_for_the_next_one() {
+        let boxes = mailboxes(2);
+        let (a, b) = (camera("a"), camera("b"));
+        boxes.put(0, frame(&a, 1)).unwrap();
+        assert_eq!(boxes.remove(0).map(|f| f.seq), Some(1), "the waiting frame comes back");
+        assert!(boxes.put(0, frame(&a, 2)).is_err(), "a freed slot refuses frames");
+        assert!(matches!(boxes.take(Duration::ZERO), Take::Idle));
+        assert_eq!(boxes.add(), 0, "the freed slot is reused");
+        boxes.put(0, frame(&b, 7)).unwrap();
+        assert_eq!(seq(boxes.take(Duration::ZERO)), Some(("b".into(), 7)));
+        assert_eq!(boxes.add(), 2);
+    }
+
+    #[test]
     fn take_wakes_up_when_a_frame_arrives() {
-        let boxes = Arc::new(Mailboxes::new(1));
+        let boxes = Arc::new(mailboxes(1));
         let cam = camera("a");
         let b = Arc::clone(&boxes);
         let waiter = std::thread::spawn(move || seq(b.take(Duration::from_secs(10))));

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
         }
     };
-    telemetry::init_logging("info");
+    let logs = telemetry::init_logging("info");
     let config = match config::load(&cli.config) {
         Ok(config) => config,
         Err(e) => {
@@ -61,8 +61,9 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
+    logs.set_level(&config.log_level);
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(config),
+        Command::Run => run(config, logs),
         Command::Check => match check::check(&config) {
             Ok(summary) => {
                 print!("{summary}");
@@ -90,13 +91,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: config::Config) -> ExitCode {
+fn run(config: config::Config, logs: telemetry::LogControl) -> ExitCode {
     let file = config.file.clone();
     if let Err(e) = gstreamer::init() {
         eprintln!("roadsightd: cannot initialise GStreamer: {e}");
         return ExitCode::from(exit::SOFTWARE);
     }
-    match runtime().block_on(supervisor::run(config)) {
+    match runtime().block_on(supervisor::run(config, logs)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = match e {

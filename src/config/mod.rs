@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod load;
+mod logging;
 mod metrics;
 mod raw;
 mod uplink;
@@ -44,6 +45,8 @@ pub struct Config {
     pub uplink: Option<UplinkConfig>,
     /// Address of the `/metrics` endpoint; `None` when turned off.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `tracing` filter from `[logging] level`.
+    pub log_level: String,
     /// Enabled and disabled cameras, sorted by id.
     pub cameras: Vec<CameraConfig>,
 }

@@ -61,6 +61,9 @@ pub(crate) struct RawGlobal {
     /// The Prometheus endpoint. Default: every key of [`super::metrics::RawMetrics`] at its default.
     #[serde(default)]
     pub metrics: super::metrics::RawMetrics,
+    /// Log level. Default: every key of [`super::logging::RawLogging`] at its default.
+    #[serde(default)]
+    pub logging: super::logging::RawLogging,
 }
 
 /// `[redis]`.

@@ -62,6 +62,7 @@ pub(super) fn global(raw: RawGlobal, file: &Path) -> Result<Config, ConfigError>
         capture,
         uplink: super::uplink::validate(raw.uplink, file, &dir, maxlen)?,
         metrics_listen: super::metrics::validate(raw.metrics, file)?,
+        log_level: super::logging::validate(raw.logging, file)?,
         cameras: Vec::new(),
     })
 }

@@ -40,6 +40,8 @@ pub(crate) fn spawn(
     std::thread::Builder::new().name("infer".into()).spawn(move || {
         loop {
             heartbeat.beat();
+            #[cfg(feature = "fault-injection")]
+            wedge_if_asked();
             match mailboxes.take(IDLE_TICK) {
                 Take::Frame(frame) => {
                     let camera = Arc::clone(&frame.camera);
@@ -58,6 +60,19 @@ pub(crate) fn spawn(
         queue.close();
         tracing::debug!(stage = "infer", "Inference thread stopped.");
     })
+}
+
+/// Test hook (cargo feature `fault-injection`, never in a release build): once the file named
+/// by `ROADSIGHT_FAULT_WEDGE_INFERENCE` exists, the thread hangs like a wedged provider would.
+#[cfg(feature = "fault-injection")]
+fn wedge_if_asked() {
+    let Some(path) = std::env::var_os("ROADSIGHT_FAULT_WEDGE_INFERENCE") else { return };
+    if std::path::Path::new(&path).exists() {
+        tracing::warn!(stage = "infer", "Fault injection: inference thread wedged.");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
 }
 
 fn process(detector: &mut Detector, frame: Frame, queue: &PublishQueue) {

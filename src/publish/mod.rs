@@ -193,8 +193,8 @@ async fn send_batch(
     for (d, reply) in batch.iter().zip(&replies) {
         match reply {
             Ok(_) => {
-                d.camera.metrics.published.inc();
-                d.camera.metrics.latency.observe((done - d.ts_us).max(0) as f64 / 1e6);
+                let latency = std::time::Duration::from_micros((done - d.ts_us).max(0) as u64);
+                d.camera.metrics.record_published(latency, d.objects.iter().map(|o| o.class));
             }
             Err(e) => {
                 rejected += 1;

@@ -1,9 +1,9 @@
 //! Prometheus metrics. Every stage resolves its per-camera handles once ([`CameraMetrics`]), so
 //! counting a frame is an atomic add, with no label look-up or allocation per frame.
 
-use std::sync::Arc;
-
 use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -72,6 +72,22 @@ struct CameraLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    camera: String,
+    class: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabel {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DropLabels {
     camera: String,
     reason: DropReason,
@@ -93,6 +109,13 @@ pub struct Metrics {
     reconnects: Family<CameraLabel, Counter>,
     latency: Family<CameraLabel, Histogram, fn() -> Histogram>,
     inference: Family<CameraLabel, Histogram, fn() -> Histogram>,
+    detections: Family<ClassLabels, Counter>,
+    /// Class names by class id, for the `class` label.
+    classes: Arc<[String]>,
+    reloads: Family<ReloadLabel, Counter>,
+    last_reload_ok: Gauge,
+    /// The latest latencies of all cameras, for `STATUS=`.
+    pub recent_latency: Arc<super::LatencyWindow>,
     /// Failed Redis commands and connection attempts.
     pub redis_errors: Counter,
     /// Store-and-forward figures.
@@ -101,7 +124,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Metrics without class names (`class` labels are then class ids).
     pub fn new() -> Arc<Self> {
+        Self::with_classes(Vec::new())
+    }
+
+    /// Metrics whose `detections_total` series are labelled with these class names.
+    pub fn with_classes(classes: Vec<String>) -> Arc<Self> {
         let mut registry = Registry::with_prefix("roadsight");
         let m = Metrics {
             captured: Family::default(),
@@ -112,6 +141,11 @@ impl Metrics {
             reconnects: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             inference: Family::new_with_constructor(latency_histogram),
+            detections: Family::default(),
+            classes: classes.into(),
+            reloads: Family::default(),
+            last_reload_ok: Gauge::default(),
+            recent_latency: Arc::default(),
             redis_errors: Counter::default(),
             uplink: super::UplinkMetrics::new(),
             rss_bytes: Gauge::default(),
@@ -129,10 +163,45 @@ impl Metrics {
             m.latency.clone(),
         );
         registry.register("inference_seconds", "Model run time per frame", m.inference.clone());
+        registry.register("detections", "Objects published, by class", m.detections.clone());
+        registry.register("config_reloads", "Config reloads (SIGHUP), by result", m.reloads.clone());
+        registry.register(
+            "config_last_reload_successful",
+            "0 while the last reload was refused and the previous config runs",
+            m.last_reload_ok.clone(),
+        );
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info.get_or_create(&VersionLabel { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("build_info", "Always 1; the daemon's version as a label", build_info);
         registry.register("redis_errors", "Failed local Redis commands or connects", m.redis_errors.clone());
         m.uplink.register(&mut registry);
         registry.register("process_resident_memory_bytes", "Resident set size of the daemon", m.rss_bytes.clone());
+        m.last_reload_ok.set(1);
         Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Counts a reload (SIGHUP) and whether its config was taken.
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads.get_or_create(&ReloadLabel { result: if ok { "ok" } else { "failed" } }).inc();
+        self.last_reload_ok.set(i64::from(ok));
+    }
+
+    /// Removes a camera's series (it was taken out of the config): a camera that no longer
+    /// exists must not show as down. Handles still held elsewhere keep counting into nothing.
+    pub fn forget_camera(&self, camera: &str) {
+        let label = CameraLabel { camera: camera.to_owned() };
+        for family in [&self.captured, &self.processed, &self.published, &self.reconnects] {
+            family.remove(&label);
+        }
+        self.up.remove(&label);
+        self.latency.remove(&label);
+        self.inference.remove(&label);
+        for reason in DROP_REASONS {
+            self.dropped.remove(&DropLabels { camera: camera.to_owned(), reason });
+        }
+        for class in self.classes.iter() {
+            self.detections.remove(&ClassLabels { camera: camera.to_owned(), class: class.clone() });
+        }
     }
 
     /// Resolves the handles of one camera.
@@ -150,6 +219,13 @@ impl Metrics {
             latency: self.latency.get_or_create(&label).clone(),
             inference: self.inference.get_or_create(&label).clone(),
             dropped,
+            detections: Detections {
+                camera: camera.to_owned(),
+                family: self.detections.clone(),
+                names: Arc::clone(&self.classes),
+                by_class: (0..self.classes.len()).map(|_| OnceLock::new()).collect(),
+            },
+            recent_latency: Arc::clone(&self.recent_latency),
         }
     }
 
@@ -185,9 +261,44 @@ pub struct CameraMetrics {
     pub latency: Histogram,
     pub inference: Histogram,
     dropped: [Counter; DROP_REASONS.len()],
+    detections: Detections,
+    recent_latency: Arc<super::LatencyWindow>,
+}
+
+/// `detections_total` of one camera: a series is created the first time a class is seen (one
+/// allocation, once), then counting is an atomic add.
+#[derive(Debug, Clone)]
+struct Detections {
+    camera: String,
+    family: Family<ClassLabels, Counter>,
+    names: Arc<[String]>,
+    by_class: Arc<[OnceLock<Counter>]>,
+}
+
+impl Detections {
+    fn count(&self, class: u32) {
+        let make = || {
+            let name = self.names.get(class as usize).cloned().unwrap_or_else(|| class.to_string());
+            self.family.get_or_create(&ClassLabels { camera: self.camera.clone(), class: name }).clone()
+        };
+        match self.by_class.get(class as usize) {
+            Some(cell) => cell.get_or_init(make).inc(),
+            None => make().inc(),
+        };
+    }
 }
 
 impl CameraMetrics {
+    /// Counts an entry Redis stored: its latency and the objects it carries.
+    pub fn record_published(&self, latency: Duration, classes: impl Iterator<Item = u32>) {
+        self.published.inc();
+        self.latency.observe(latency.as_secs_f64());
+        self.recent_latency.record(latency);
+        for class in classes {
+            self.detections.count(class);
+        }
+    }
+
     /// Counts `n` dropped frames or entries.
     pub fn drop(&self, reason: DropReason, n: u64) {
         self.dropped[reason as usize].inc_by(n);

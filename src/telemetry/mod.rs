@@ -4,7 +4,9 @@ pub mod http;
 mod logging;
 mod metrics;
 mod uplink;
+mod window;
 
-pub use logging::init_logging;
+pub use logging::{LogControl, init_logging};
 pub use metrics::{CameraMetrics, DropReason, Metrics};
 pub use uplink::{UplinkCameraMetrics, UplinkMetrics};
+pub use window::LatencyWindow;

@@ -328,6 +328,16 @@ fn metrics_listen_defaults_to_loopback_and_can_be_turned_off() {
 }
 
 #[test]
+fn log_level_defaults_to_info_and_rejects_what_tracing_cannot_parse() {
+    assert_eq!(Fixture::new("site = \"x\"\n").load().unwrap().log_level, "info");
+    let filter = Fixture::new("site = \"x\"\n[logging]\nlevel = \"info,roadsight::uplink=debug\"\n").load().unwrap();
+    assert_eq!(filter.log_level, "info,roadsight::uplink=debug");
+    assert_eq!(Fixture::new("site = \"x\"\n[logging]\nlevel = \"loud[\"\n").error().1, "logging.level");
+    assert_eq!(Fixture::new("site = \"x\"\n[logging]\nlevel = \"\"\n").error().1, "logging.level");
+    assert_eq!(Fixture::new("site = \"x\"\n[logging]\nlevel = \"inof\"\n").error().1, "logging.level");
+}
+
+#[test]
 fn uplink_is_off_by_default_and_validated_when_on() {
     assert_eq!(Fixture::new("site = \"x\"\n").load().unwrap().uplink, None);
     let f = Fixture::new("site = \"x\"\n[uplink]\nenabled = true\n");
