@@ -97,7 +97,11 @@ fn run(config: config::Config, logs: telemetry::LogControl) -> ExitCode {
         eprintln!("roadsightd: cannot initialise GStreamer: {e}");
         return ExitCode::from(exit::SOFTWARE);
     }
-    match runtime().block_on(supervisor::run(config, logs)) {
+    let rt = runtime();
+    let outcome = rt.block_on(supervisor::run(config, logs));
+    // A wedged inference thread is abandoned by the drain; do not wait for it on the way out.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = match e {

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod notify;
 pub mod process;
 pub mod proxy;
 pub mod upstream;
@@ -226,17 +227,29 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &ConfigDir) -> Daemon {
+        Daemon::start_with_env(config, &[("RUST_LOG", "info".as_ref())])
+    }
+
+    /// Starts with extra environment variables (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `RUST_LOG`…).
+    pub fn start_with_env(config: &ConfigDir, env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("roadsightd.log");
         let child = command(env!("CARGO_BIN_EXE_roadsightd"))
             .args(["run", "--config"])
             .arg(config.path())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         Daemon { child, log, _log_dir: log_dir }
+    }
+
+    /// Sends a signal (`libc::SIGHUP`…) to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
     }
 
     pub fn is_running(&mut self) -> bool {
