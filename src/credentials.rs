@@ -1,4 +1,5 @@
-//! Secrets: read by name from systemd credentials (`$CREDENTIALS_DIRECTORY/<name>`) or, for
+//! Secrets: read by name from systemd credentials (`$CREDENTIALS_DIRECTORY/roadsight_<name>`,
+//! see systemd/README.md, or `$CREDENTIALS_DIRECTORY/<name>`) or, for
 //! development, from the configured `capture.credentials_dir`. A [`Secret`] never prints its
 //! value, and [`redact_url`] strips passwords from URLs before they reach a log line.
 
@@ -39,14 +40,23 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Reads credential `name`: `$CREDENTIALS_DIRECTORY` first, then `fallback_dir`. The value is
-/// the file's content with one trailing newline removed.
+/// Prefix systemd gives the credentials loaded from a directory: the unit's
+/// `LoadCredential=roadsight:/etc/credstore/roadsight` turns file `north` into `roadsight_north`.
+const UNIT_PREFIX: &str = "roadsight_";
+
+/// Reads credential `name`: from `$CREDENTIALS_DIRECTORY` as `roadsight_<name>` (loaded from
+/// the unit's credential directory) or `<name>` (a `LoadCredential=<name>:…` of its own), else
+/// from `fallback_dir/<name>`. The value is the file's content with one trailing newline removed.
 pub fn read(name: &str, fallback_dir: Option<&Path>) -> Result<Secret, CredentialError> {
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
-        .map(PathBuf::from)
-        .or_else(|| fallback_dir.map(Path::to_path_buf))
-        .ok_or_else(|| CredentialError::NoDirectory { name: name.to_owned() })?;
-    let path = dir.join(name);
+    let path = match std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from) {
+        Some(dir) => {
+            let prefixed = dir.join(format!("{UNIT_PREFIX}{name}"));
+            if prefixed.exists() { prefixed } else { dir.join(name) }
+        }
+        None => fallback_dir
+            .ok_or_else(|| CredentialError::NoDirectory { name: name.to_owned() })?
+            .join(name),
+    };
     let text = std::fs::read_to_string(&path)
         .map_err(|source| CredentialError::Unreadable { name: name.to_owned(), path, source })?;
     let value = text.strip_suffix('\n').unwrap_or(&text);

@@ -50,11 +50,19 @@ pub fn free_port() -> u16 {
 pub struct Redis {
     dir: TempDir,
     child: Option<Child>,
+    /// `requirepass`, if any.
+    password: Option<String>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
-        let mut redis = Redis { dir: tempfile::tempdir().unwrap(), child: None };
+        Redis::start_with_password(None)
+    }
+
+    /// A server that wants `password` from every client (`requirepass`).
+    pub fn start_with_password(password: Option<&str>) -> Redis {
+        let password = password.map(str::to_owned);
+        let mut redis = Redis { dir: tempfile::tempdir().unwrap(), child: None, password };
         redis.restart();
         redis
     }
@@ -76,6 +84,7 @@ impl Redis {
             .args(["--dir"])
             .arg(self.dir.path())
             .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no"])
+            .args(self.password.iter().flat_map(|p| ["--requirepass", p]))
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/setup.sh)");
@@ -92,7 +101,8 @@ impl Redis {
     }
 
     pub fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection()
+        let auth = self.password.as_ref().map(|p| format!("?pass={p}")).unwrap_or_default();
+        redis::Client::open(format!("{}{auth}", self.url()))?.get_connection()
     }
 
     /// Every entry of `key` as (id, field map).
