@@ -70,6 +70,15 @@ fn ready_status_watchdog_reload_and_stop_are_notified() {
     let reloaded = systemd.wait(reloading.at, "READY=1 after the reload", Duration::from_secs(15), |m| m.has("READY=1"));
     assert!(reloaded.get("STATUS").is_some_and(|s| s.contains("cameras live")), "{}", reloaded.text);
 
+    // A camera file that fails validation: the reload ends (READY=1) with the old config
+    // running and the refusal in STATUS.
+    config.camera("broken", &cam.url, "fps = \"fast\"");
+    let hup = Instant::now();
+    daemon.signal(libc::SIGHUP);
+    let refused = systemd.wait(hup, "READY=1 after the refused reload", Duration::from_secs(15), |m| m.has("READY=1"));
+    let line = refused.get("STATUS").unwrap();
+    assert!(line.contains("1/1 cameras live") && line.contains("reload refused") && line.contains("broken.toml"), "{line}");
+
     // Stop: STOPPING=1 first, exit 0.
     let term = Instant::now();
     let (code, log) = daemon.stop();
@@ -110,6 +119,26 @@ fn a_wedged_inference_thread_stops_the_watchdog_pings() {
     });
     eprintln!("STATUS={}", status.get("STATUS").unwrap());
     // The stop is still bounded: the wedged thread is abandoned after its timeout.
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+}
+
+#[test]
+#[cfg_attr(not(feature = "fault-injection"), ignore = "needs `--features fault-injection` (scripts/test.sh)")]
+fn a_slow_start_extends_the_start_timeout() {
+    let redis = Redis::start();
+    let config = ConfigDir::new(&redis.url(), "");
+    let systemd = FakeSystemd::start();
+    let t0 = Instant::now();
+    let daemon = start(&config, &systemd, &[("ROADSIGHTD_FAULT_SLOW_MODEL_MS", "11000".as_ref())]);
+    let ready = systemd.wait(t0, "READY=1", Duration::from_secs(60), |m| m.has("READY=1"));
+    let extensions: Vec<_> = systemd.messages().into_iter().filter(|m| m.at < ready.at && m.get("EXTEND_TIMEOUT_USEC").is_some()).collect();
+    assert!(extensions.len() >= 2, "one every 5 s while the model loads: {extensions:?}");
+    for m in &extensions {
+        assert_eq!(m.get("EXTEND_TIMEOUT_USEC"), Some("30000000"));
+        assert!(m.get("STATUS").is_some_and(|s| s.starts_with("Loading model (")), "{}", m.text);
+    }
+    assert!(systemd.messages().iter().all(|m| m.at < ready.at || m.get("EXTEND_TIMEOUT_USEC").is_none()), "none after READY");
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
 }

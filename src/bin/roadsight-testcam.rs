@@ -40,6 +40,9 @@ struct Cli {
     /// Video codec.
     #[arg(long, value_enum, default_value_t = testcam::VideoCodec::H264)]
     codec: testcam::VideoCodec,
+    /// File holding `user:password` that clients must log in with (RTSP basic auth).
+    #[arg(long, value_name = "FILE")]
+    auth_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,13 @@ fn main() -> ExitCode {
         )
         .init();
 
+    let auth = match cli.auth_file.as_deref().map(read_login).transpose() {
+        Ok(auth) => auth,
+        Err(message) => {
+            eprintln!("roadsight-testcam: --auth-file: {message}");
+            return ExitCode::from(64);
+        }
+    };
     let opts = TestCamOptions {
         source: cli.source,
         listen: cli.listen,
@@ -67,6 +77,7 @@ fn main() -> ExitCode {
         size: cli.width.zip(cli.height),
         bitrate_kbps: cli.bitrate,
         codec: cli.codec,
+        auth,
     };
     match serve(opts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,6 +85,16 @@ fn main() -> ExitCode {
             tracing::error!(error = %err, "Test camera failed.");
             ExitCode::from(exit_code(&err))
         }
+    }
+}
+
+/// `user:password` from a file (one trailing newline allowed).
+fn read_login(path: &std::path::Path) -> Result<(String, String), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    match line.split_once(':') {
+        Some((user, password)) if !user.is_empty() => Ok((user.to_owned(), password.to_owned())),
+        _ => Err(format!("{}: expected user:password", path.display())),
     }
 }
 

@@ -295,7 +295,14 @@ fn uplink_ids(config: &Config) -> Option<Vec<String>> {
 /// Loads the model off the runtime's workers, telling systemd the start is slow but alive.
 async fn load_model(config: &Config, notifier: Notifier) -> Result<Detector, RunError> {
     let model_config = config.model.clone();
-    let mut loading = tokio::task::spawn_blocking(move || Detector::open(&model_config));
+    let mut loading = tokio::task::spawn_blocking(move || {
+        // Test hook: a start as slow as a TensorRT engine build.
+        #[cfg(feature = "fault-injection")]
+        if let Some(ms) = std::env::var("ROADSIGHTD_FAULT_SLOW_MODEL_MS").ok().and_then(|v| v.parse().ok()) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        Detector::open(&model_config)
+    });
     let started = Instant::now();
     notifier.status("Loading model");
     loop {

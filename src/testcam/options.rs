@@ -55,6 +55,8 @@ pub struct TestCamOptions {
     pub bitrate_kbps: u32,
     /// Codec of the stream (default H.264).
     pub codec: VideoCodec,
+    /// `(user, password)` a client must present (RTSP basic auth); `None`: open.
+    pub auth: Option<(String, String)>,
 }
 
 impl TestCamOptions {
@@ -70,6 +72,7 @@ impl TestCamOptions {
             size: None,
             bitrate_kbps: DEFAULT_BITRATE_KBPS,
             codec: VideoCodec::default(),
+            auth: None,
         }
     }
 

@@ -46,6 +46,9 @@ impl Server {
         }
         let factory = media_factory(opts, caps.clone(), target);
         let server = rtsp::RTSPServer::new();
+        if let Some((user, password)) = &opts.auth {
+            require_login(&server, &factory, user, password);
+        }
         server.set_address(&opts.listen.ip().to_string());
         server.set_service(&opts.listen.port().to_string());
         server
@@ -131,6 +134,20 @@ fn media_factory(
 }
 
 /// A system clock of its own on `CLOCK_REALTIME` (the global default clock stays monotonic).
+/// Basic auth: only `user` with `password` may see and play the stream, as on a real camera.
+fn require_login(server: &rtsp::RTSPServer, factory: &rtsp::RTSPMediaFactory, user: &str, password: &str) {
+    const ROLE: &str = "viewer";
+    let auth = rtsp::RTSPAuth::new();
+    let token = rtsp::RTSPToken::builder().field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, ROLE).build();
+    auth.add_basic(&rtsp::RTSPAuth::make_basic(user, password), &token);
+    server.set_auth(Some(&auth));
+    let role = gst::Structure::builder(ROLE)
+        .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+        .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+        .build();
+    factory.add_role_from_structure(&role);
+}
+
 fn wall_clock() -> gst::Clock {
     glib::Object::builder::<gst::SystemClock>()
         .property("clock-type", gst::ClockType::Realtime)
