@@ -7,6 +7,7 @@ use std::io::IsTerminal as _;
 use std::os::fd::AsFd as _;
 use std::os::unix::fs::MetadataExt as _;
 
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Registry, reload};
@@ -39,7 +40,12 @@ pub fn init_logging(default_level: &str) -> LogControl {
     let journald = stderr_is_journal()
         .then(|| tracing_journald::layer().ok())
         .flatten()
-        .map(|layer| layer.with_field_prefix(None).with_syslog_identifier("roadsightd".into()));
+        .map(|layer| {
+            layer
+                .with_field_prefix(None)
+                .with_syslog_identifier("roadsightd".into())
+                .with_priority_mappings(syslog_priorities())
+        });
     let plain = journald.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -47,6 +53,12 @@ pub fn init_logging(default_level: &str) -> LogControl {
     });
     let installed = tracing_subscriber::registry().with(filter).with(journald).with(plain).try_init().is_ok();
     LogControl { handle: installed.then_some(handle), from_env }
+}
+
+/// syslog's meaning of the levels (info = 6, debug = 7), so `journalctl -p info` shows what a
+/// terminal shows at `info`; tracing-journald's default shifts each level one up.
+fn syslog_priorities() -> PriorityMappings {
+    PriorityMappings { info: Priority::Informational, debug: Priority::Debug, trace: Priority::Debug, ..PriorityMappings::new() }
 }
 
 /// Whether stderr is the stream systemd connected to the journal: `JOURNAL_STREAM` is inherited

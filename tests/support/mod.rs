@@ -242,17 +242,26 @@ impl Daemon {
 
     /// Starts with extra environment variables (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `RUST_LOG`…).
     pub fn start_with_env(config: &ConfigDir, env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+        Daemon::spawn(config, env, false)
+    }
+
+    /// Starts as systemd would with `StandardError=journal`: `JOURNAL_STREAM` names stderr.
+    pub fn start_on_journal_stream(config: &ConfigDir) -> Daemon {
+        Daemon::spawn(config, &[], true)
+    }
+
+    fn spawn(config: &ConfigDir, env: &[(&str, &std::ffi::OsStr)], journal: bool) -> Daemon {
+        use std::os::unix::fs::MetadataExt as _;
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("roadsightd.log");
-        let child = command(env!("CARGO_BIN_EXE_roadsightd"))
-            .args(["run", "--config"])
-            .arg(config.path())
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let stderr = std::fs::File::create(&log).unwrap();
+        let meta = stderr.metadata().unwrap();
+        let mut cmd = command(env!("CARGO_BIN_EXE_roadsightd"));
+        cmd.args(["run", "--config"]).arg(config.path()).env("RUST_LOG", "info").envs(env.iter().copied());
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
         Daemon { child, log, _log_dir: log_dir }
     }
 
