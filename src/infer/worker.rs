@@ -63,7 +63,8 @@ pub(crate) fn spawn(
 }
 
 /// Test hook (cargo feature `fault-injection`, never in a release build): once the file named
-/// by `ROADSIGHTD_FAULT_WEDGE_INFERENCE` exists (not `ROADSIGHT_`: that prefix is config), the thread hangs like a wedged provider would.
+/// by `ROADSIGHTD_FAULT_WEDGE_INFERENCE` exists, the thread hangs like a wedged provider would.
+/// (Not `ROADSIGHT_`: that prefix overrides config keys.)
 #[cfg(feature = "fault-injection")]
 fn wedge_if_asked() {
     let Some(path) = std::env::var_os("ROADSIGHTD_FAULT_WEDGE_INFERENCE") else { return };

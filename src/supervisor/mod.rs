@@ -270,6 +270,9 @@ async fn reload(
         if let Some(old) = uplink.take() {
             old.stop().await;
         }
+        for gone in running.cameras.iter().filter(|c| merged.uplink.is_none() || !merged.cameras.iter().any(|n| n.id == c.id)) {
+            metrics.uplink.forget(&gone.id);
+        }
         *uplink = UplinkTask::start(next_uplink).await;
     }
     let applied = cameras.apply(&merged.cameras).await;

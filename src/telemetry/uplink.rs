@@ -62,6 +62,16 @@ impl UplinkMetrics {
         r.register("rtt_seconds", "Round trip of one upstream append", self.rtt.clone());
     }
 
+    /// Removes the series of a camera the uplink no longer follows.
+    pub(crate) fn forget(&self, camera: &str) {
+        let l = CameraLabel { camera: camera.to_owned() };
+        for family in [&self.forwarded, &self.duplicates, &self.gaps, &self.dropped] {
+            family.remove(&l);
+        }
+        self.backlog.remove(&l);
+        self.oldest_age_ms.remove(&l);
+    }
+
     /// One camera's handles.
     pub(crate) fn camera(&self, camera: &str) -> UplinkCameraMetrics {
         let l = CameraLabel { camera: camera.to_owned() };
