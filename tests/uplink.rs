@@ -371,3 +371,29 @@ fn a_box_with_no_cameras_runs_the_uplink_idle_and_stops_promptly() {
     assert_eq!(code, Some(0));
     assert!(started.elapsed() < Duration::from_secs(8), "stop took {:?}", started.elapsed());
 }
+
+#[test]
+fn a_camera_added_by_a_reload_is_forwarded_and_the_others_go_on_once() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start();
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north"], "");
+    let (north, south) = (config.stream_key("north"), config.stream_key("south"));
+    produce(&local, &north, 100);
+    arrived(|k| upstream.entries(k), &north, 100, Duration::from_secs(20));
+
+    config.camera("south", "rtsp://127.0.0.1:9/none", "enabled = false");
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("Configuration reloaded.", Duration::from_secs(20));
+    assert!(daemon.log().contains("uplink_restarted=true"));
+    produce(&local, &north, 50);
+    produce(&local, &south, 70);
+    let north_up = arrived(|k| upstream.entries(k), &north, 150, Duration::from_secs(20));
+    let south_up = arrived(|k| upstream.entries(k), &south, 70, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(upstream.entries(&north), local.entries(&north), "restarting the uplink repeated nothing");
+    assert_eq!((north_up.len(), south_up.len()), (150, 70));
+    assert_eq!(upstream.entries(&south), local.entries(&south));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(uplink_value(&log, "south", "forwarded"), Some(70), "{log}");
+}
