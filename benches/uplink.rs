@@ -21,6 +21,8 @@
 
 #[path = "uplink/ceiling.rs"]
 mod ceiling;
+#[path = "uplink/daemon.rs"]
+mod daemon;
 #[path = "uplink/load.rs"]
 mod load;
 #[path = "uplink/naive.rs"]
@@ -50,7 +52,7 @@ fn main() {
     let wanted: String = env("UPLINK_BENCH_SCENARIOS", "throughput,latency,catchup".to_owned());
     let run = |name: &str| wanted.split(',').any(|w| w.trim() == name);
     let s = Settings {
-        binary: procs::daemon_binary(),
+        binary: daemon::daemon_binary(),
         entries: env("UPLINK_BENCH_ENTRIES", 200_000),
         cameras: env("UPLINK_BENCH_CAMERAS", 8),
         fps: env("UPLINK_BENCH_FPS", 30.0),

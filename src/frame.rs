@@ -100,7 +100,9 @@ pub struct Detections {
     pub height: u32,
     /// Inference time (model run only), µs.
     pub inference_us: u64,
-    /// When capture handed the frame over; `lat` is measured from `ts_us` at publish time.
+    /// When capture handed the frame over (appsink), for the daemon's overhead.
     pub arrived: Instant,
+    /// When inference handed the result to the publisher (the publish stage starts).
+    pub handed_over: Instant,
     pub objects: Vec<Detection>,
 }

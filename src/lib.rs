@@ -5,6 +5,8 @@
 //! signals and shutdown; [`config`] parses and validates; [`telemetry`] holds counters and
 //! logging set-up. [`testcam`] is the RTSP test camera used by the demo, tests and benchmarks.
 
+#[cfg(feature = "alloc-count")]
+pub mod alloc_count;
 mod backoff;
 pub mod capture;
 pub mod check;

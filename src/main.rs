@@ -16,6 +16,11 @@ mod exit {
     pub const CONFIG: u8 = 78;
 }
 
+/// The benchmark's allocation counter (feature `alloc-count`, never in a shipped build).
+#[cfg(feature = "alloc-count")]
+#[global_allocator]
+static ALLOCATOR: roadsight::alloc_count::CountingAllocator = roadsight::alloc_count::CountingAllocator;
+
 const DEFAULT_CONFIG: &str = "/etc/roadsight/roadsight.toml";
 
 #[derive(Parser)]

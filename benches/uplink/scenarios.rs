@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::load::{self, Id, bulk, cameras, last_ids, now_us, paced, total_len};
-use super::procs::{Daemon, RedisServer, cpu_secs, uplink_total, wait_for};
+use super::daemon::{Daemon, cpu_secs, uplink_total};
+use super::procs::{RedisServer, wait_for};
 use super::report::Stats;
 use super::watch::{self, Background, arrival};
 use super::{ceiling, naive};

@@ -10,6 +10,15 @@ use super::decode::{DecodeParams, check_output_shape, decode};
 use super::input::{self, InputKind};
 use super::session::{self, ModelShape};
 use super::{InferError, Letterbox};
+
+/// Where one frame's time went inside the detector.
+#[derive(Debug, Clone, Copy)]
+pub struct StageTimes {
+    /// Input conversion (if any) and the model run.
+    pub inference: Duration,
+    /// Decoding the output: thresholds, NMS, mapping boxes back to the source.
+    pub postprocess: Duration,
+}
 use crate::config::{DecoderKind, ModelConfig};
 use crate::frame::Detection;
 
@@ -69,7 +78,7 @@ impl Detector {
     }
 
     /// Runs the model on one packed RGB frame of the model's input size and returns the
-    /// detections in source pixels, with the time the model run took.
+    /// detections in source pixels, with where the time went.
     ///
     /// # Errors
     /// [`InferError::Run`] if the frame has the wrong size or ONNX Runtime fails.
@@ -79,7 +88,7 @@ impl Detector {
         letterbox: &Letterbox,
         confidence: f32,
         allowed: Option<&[u32]>,
-    ) -> Result<(&[Detection], Duration), InferError> {
+    ) -> Result<(&[Detection], StageTimes), InferError> {
         let (h, w) = (self.shape.height, self.shape.width);
         let expected = (h * w * 3) as usize;
         if rgb.len() != expected {
@@ -108,13 +117,14 @@ impl Detector {
             .session
             .run(ort::inputs![self.shape.input_name.as_str() => input])
             .map_err(|e| InferError::Run(e.to_string()))?;
-        let elapsed = started.elapsed();
+        let ran = Instant::now();
         let (out_shape, data) = outputs[self.shape.output_name.as_str()]
             .try_extract_tensor::<f32>()
             .map_err(|e| InferError::Run(e.to_string()))?;
         let params = DecodeParams { confidence, nms_iou: self.nms_iou, allowed, num_classes: self.num_classes };
         decode(self.decoder, out_shape, data, &params, letterbox, &mut self.out)
             .map_err(|e| InferError::Run(e.to_string()))?;
-        Ok((&self.out, elapsed))
+        let times = StageTimes { inference: ran - started, postprocess: ran.elapsed() };
+        Ok((&self.out, times))
     }
 }

@@ -13,7 +13,7 @@ mod worker;
 
 use std::path::PathBuf;
 
-pub use detector::Detector;
+pub use detector::{Detector, StageTimes};
 pub use input::InputKind;
 pub use letterbox::Letterbox;
 pub use session::ModelShape;

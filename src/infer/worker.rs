@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Detector;
 use crate::frame::{Detections, Frame};
@@ -78,12 +78,13 @@ fn wedge_if_asked() {
 
 fn process(detector: &mut Detector, frame: Frame, queue: &PublishQueue) {
     let camera = &frame.camera;
-    let waited = frame.arrived.elapsed();
+    camera.metrics.mailbox_wait.observe(frame.arrived.elapsed().as_secs_f64());
     let result = detector.detect(&frame.pixels, &frame.letterbox, camera.confidence, camera.classes.as_deref());
     match result {
         Ok((objects, took)) => {
             camera.metrics.processed.inc();
-            camera.metrics.inference.observe(took.as_secs_f64());
+            camera.metrics.inference.observe(took.inference.as_secs_f64());
+            camera.metrics.postprocess.observe(took.postprocess.as_secs_f64());
             if objects.is_empty() && !camera.publish_empty {
                 return;
             }
@@ -94,14 +95,14 @@ fn process(detector: &mut Detector, frame: Frame, queue: &PublishQueue) {
                 clock: frame.clock,
                 width: frame.letterbox.src_w,
                 height: frame.letterbox.src_h,
-                inference_us: took.as_micros() as u64,
+                inference_us: took.inference.as_micros() as u64,
                 arrived: frame.arrived,
+                handed_over: Instant::now(),
                 objects: objects.to_vec(),
             };
             // Release the GStreamer buffer before queueing: it goes back to the pool.
             drop(frame);
             queue.push(detections);
-            tracing::trace!(mailbox_wait_us = waited.as_micros() as u64, "Frame processed.");
         }
         Err(e) => {
             camera.metrics.drop(DropReason::InferenceError, 1);

@@ -129,6 +129,7 @@ mod tests {
             height: 600,
             inference_us: 31_000,
             arrived: Instant::now(),
+            handed_over: Instant::now(),
             objects,
         }
     }

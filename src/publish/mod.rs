@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::credentials::{self, Secret};
 use crate::frame::Detections;
-use crate::telemetry::{DropReason, Metrics};
+use crate::telemetry::{DropReason, Metrics, PublishedStages};
 
 pub(crate) use entry::{EntryContext, stream_key};
 pub(crate) use queue::PublishQueue;
@@ -193,8 +193,12 @@ async fn send_batch(
     for (d, reply) in batch.iter().zip(&replies) {
         match reply {
             Ok(_) => {
-                let latency = std::time::Duration::from_micros((done - d.ts_us).max(0) as u64);
-                d.camera.metrics.record_published(latency, d.objects.iter().map(|o| o.class));
+                let latency = Duration::from_micros((done - d.ts_us).max(0) as u64);
+                let stages = PublishedStages {
+                    publish: d.handed_over.elapsed(),
+                    overhead: d.arrived.elapsed().saturating_sub(Duration::from_micros(d.inference_us)),
+                };
+                d.camera.metrics.record_published(latency, stages, d.objects.iter().map(|o| o.class));
             }
             Err(e) => {
                 rejected += 1;

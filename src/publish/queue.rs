@@ -101,6 +101,7 @@ mod tests {
             height: 1,
             inference_us: 0,
             arrived: Instant::now(),
+            handed_over: Instant::now(),
             objects: Vec::new(),
         }
     }

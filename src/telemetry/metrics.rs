@@ -98,6 +98,12 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 13))
 }
 
+/// For the stages of a frame, from tens of µs (post-processing) to seconds (a Redis stall):
+/// 50 µs … ~3.3 s in steps of √2, fine enough for the benchmark's quantiles.
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(50e-6, std::f64::consts::SQRT_2, 33))
+}
+
 /// The daemon's metric families, registered in one registry.
 pub struct Metrics {
     pub registry: Registry,
@@ -109,6 +115,10 @@ pub struct Metrics {
     reconnects: Family<CameraLabel, Counter>,
     latency: Family<CameraLabel, Histogram, fn() -> Histogram>,
     inference: Family<CameraLabel, Histogram, fn() -> Histogram>,
+    mailbox_wait: Family<CameraLabel, Histogram, fn() -> Histogram>,
+    postprocess: Family<CameraLabel, Histogram, fn() -> Histogram>,
+    publish: Family<CameraLabel, Histogram, fn() -> Histogram>,
+    overhead: Family<CameraLabel, Histogram, fn() -> Histogram>,
     detections: Family<ClassLabels, Counter>,
     /// Class names by class id, for the `class` label.
     classes: Arc<[String]>,
@@ -121,6 +131,9 @@ pub struct Metrics {
     /// Store-and-forward figures.
     pub uplink: super::UplinkMetrics,
     rss_bytes: Gauge,
+    /// Set from the counting allocator at each scrape (feature `alloc-count`).
+    #[cfg(feature = "alloc-count")]
+    allocations: Counter,
 }
 
 impl Metrics {
@@ -140,7 +153,11 @@ impl Metrics {
             up: Family::default(),
             reconnects: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
-            inference: Family::new_with_constructor(latency_histogram),
+            inference: Family::new_with_constructor(stage_histogram),
+            mailbox_wait: Family::new_with_constructor(stage_histogram),
+            postprocess: Family::new_with_constructor(stage_histogram),
+            publish: Family::new_with_constructor(stage_histogram),
+            overhead: Family::new_with_constructor(stage_histogram),
             detections: Family::default(),
             classes: classes.into(),
             reloads: Family::default(),
@@ -149,6 +166,8 @@ impl Metrics {
             redis_errors: Counter::default(),
             uplink: super::UplinkMetrics::new(),
             rss_bytes: Gauge::default(),
+            #[cfg(feature = "alloc-count")]
+            allocations: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("frames_captured", "Decoded frames delivered by capture", m.captured.clone());
@@ -163,6 +182,14 @@ impl Metrics {
             m.latency.clone(),
         );
         registry.register("inference_seconds", "Model run time per frame", m.inference.clone());
+        registry.register("mailbox_wait_seconds", "Capture hand-over to inference start", m.mailbox_wait.clone());
+        registry.register("postprocess_seconds", "Output decoding, NMS and box mapping per frame", m.postprocess.clone());
+        registry.register("publish_seconds", "Inference end to the XADD reply", m.publish.clone());
+        registry.register(
+            "overhead_seconds",
+            "What the daemon adds: appsink arrival to the XADD reply, minus the model run",
+            m.overhead.clone(),
+        );
         registry.register("detections", "Objects published, by class", m.detections.clone());
         registry.register("config_reloads", "Config reloads (SIGHUP), by result", m.reloads.clone());
         registry.register(
@@ -176,6 +203,8 @@ impl Metrics {
         registry.register("redis_errors", "Failed local Redis commands or connects", m.redis_errors.clone());
         m.uplink.register(&mut registry);
         registry.register("process_resident_memory_bytes", "Resident set size of the daemon", m.rss_bytes.clone());
+        #[cfg(feature = "alloc-count")]
+        registry.register("heap_allocations", "Rust heap allocations since start (benchmark builds only)", m.allocations.clone());
         m.last_reload_ok.set(1);
         Arc::new(Metrics { registry, ..m })
     }
@@ -195,7 +224,9 @@ impl Metrics {
         }
         self.up.remove(&label);
         self.latency.remove(&label);
-        self.inference.remove(&label);
+        for family in [&self.inference, &self.mailbox_wait, &self.postprocess, &self.publish, &self.overhead] {
+            family.remove(&label);
+        }
         for reason in DROP_REASONS {
             self.dropped.remove(&DropLabels { camera: camera.to_owned(), reason });
         }
@@ -218,6 +249,10 @@ impl Metrics {
             reconnects: self.reconnects.get_or_create(&label).clone(),
             latency: self.latency.get_or_create(&label).clone(),
             inference: self.inference.get_or_create(&label).clone(),
+            mailbox_wait: self.mailbox_wait.get_or_create(&label).clone(),
+            postprocess: self.postprocess.get_or_create(&label).clone(),
+            publish: self.publish.get_or_create(&label).clone(),
+            overhead: self.overhead.get_or_create(&label).clone(),
             dropped,
             detections: Detections {
                 camera: camera.to_owned(),
@@ -232,6 +267,8 @@ impl Metrics {
     /// The text exposition of every metric (the RSS gauge is read now).
     pub fn encode(&self) -> String {
         self.rss_bytes.set(resident_bytes());
+        #[cfg(feature = "alloc-count")]
+        self.allocations.inc_by(crate::alloc_count::allocations().saturating_sub(self.allocations.get()));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -260,9 +297,22 @@ pub struct CameraMetrics {
     pub reconnects: Counter,
     pub latency: Histogram,
     pub inference: Histogram,
+    pub mailbox_wait: Histogram,
+    pub postprocess: Histogram,
+    pub publish: Histogram,
+    pub overhead: Histogram,
     dropped: [Counter; DROP_REASONS.len()],
     detections: Detections,
     recent_latency: Arc<super::LatencyWindow>,
+}
+
+/// Where a published entry's time went after capture handed it over.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishedStages {
+    /// Inference end to the XADD reply.
+    pub publish: Duration,
+    /// Appsink arrival to the XADD reply, minus the model run.
+    pub overhead: Duration,
 }
 
 /// `detections_total` of one camera: a series is created the first time a class is seen (one
@@ -289,10 +339,13 @@ impl Detections {
 }
 
 impl CameraMetrics {
-    /// Counts an entry Redis stored: its latency and the objects it carries.
-    pub fn record_published(&self, latency: Duration, classes: impl Iterator<Item = u32>) {
+    /// Counts an entry Redis stored: its capture → publish latency, its publish stage, the
+    /// daemon's overhead on it and the objects it carries.
+    pub fn record_published(&self, latency: Duration, stages: PublishedStages, classes: impl Iterator<Item = u32>) {
         self.published.inc();
         self.latency.observe(latency.as_secs_f64());
+        self.publish.observe(stages.publish.as_secs_f64());
+        self.overhead.observe(stages.overhead.as_secs_f64());
         self.recent_latency.record(latency);
         for class in classes {
             self.detections.count(class);

@@ -7,6 +7,6 @@ mod uplink;
 mod window;
 
 pub use logging::{LogControl, init_logging};
-pub use metrics::{CameraMetrics, DropReason, Metrics};
+pub use metrics::{CameraMetrics, DropReason, Metrics, PublishedStages};
 pub use uplink::{UplinkCameraMetrics, UplinkMetrics};
 pub use window::LatencyWindow;

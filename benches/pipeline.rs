@@ -1,0 +1,147 @@
+//! Pipeline benchmark: the real stack (the RTSP test camera, a private redis-server, the
+//! release `roadsightd` built with the `alloc-count` feature) for a fixed time per scenario,
+//! side by side with the physical floor and two Python pipelines built the way users build
+//! them (`benches/baseline/`). Every pipeline's latency is measured the same way: the camera's
+//! capture time of the frame (`ts`: RTCP NTP time, or the test camera's frame stamp where a
+//! pipeline cannot see RTCP) to the time in the Redis entry ID; throughput from entry counts;
+//! CPU and memory from `/proc`. roadsightd's stages, drops and allocations come from /metrics.
+//!
+//! Scenarios: 1, 2, 4, 8 cameras × 10 fps cap; 1 camera uncapped; 1 camera with `json+lz4`;
+//! the careful baseline at the same camera counts, the common one at 1 and 4; the floor; a
+//! soak at 4 cameras. Writes `bench-results/pipeline.md` and SVG plots next to it.
+//!
+//! `cargo bench --bench pipeline`. Knobs: `PIPELINE_BENCH_SECS` (window per scenario, 60),
+//! `PIPELINE_BENCH_WARMUP` (15), `PIPELINE_BENCH_SOAK_SECS` (600; 0 skips), `PIPELINE_BENCH_CAMERAS`
+//! (`1,2,4,8`), `PIPELINE_BENCH_BASELINES` (`careful,common`; empty skips them),
+//! `PIPELINE_BENCH_NO_BUILD=1`, `PIPELINE_BENCH_OUT` (`bench-results`).
+
+// Shared with the uplink benchmark; this one uses the local server only.
+#[path = "uplink/procs.rs"]
+#[allow(dead_code)]
+mod procs;
+#[path = "pipeline/floor.rs"]
+mod floor;
+#[path = "pipeline/measure.rs"]
+mod measure;
+#[path = "pipeline/plot.rs"]
+mod plot;
+#[path = "pipeline/report.rs"]
+mod report;
+#[path = "pipeline/scenario.rs"]
+mod scenario;
+#[path = "pipeline/stack.rs"]
+mod stack;
+#[path = "pipeline/targets.rs"]
+mod targets;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use procs::repo;
+use scenario::{Outcome, Plan, Tools};
+use stack::Pipeline;
+
+/// The rate the test camera serves (the clip's own), and the cap of the capped scenarios.
+const SOURCE_FPS: u32 = 25;
+const CAP_FPS: u32 = 10;
+const CLIP: &str = "tests/fixtures/vtest.mp4";
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+fn list(name: &str, default: &str) -> Vec<String> {
+    env(name, default.to_owned()).split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// Release binaries with the allocation counter, in their own target dir (the shipped
+/// release build stays as it is).
+fn build() -> PathBuf {
+    let dir = repo().join("target/bench");
+    if std::env::var_os("PIPELINE_BENCH_NO_BUILD").is_none() {
+        eprintln!("pipeline bench: cargo build --release --features alloc-count (target/bench)");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--features", "alloc-count", "--bin", "roadsightd", "--bin", "roadsight-testcam", "--target-dir"])
+            .arg(&dir)
+            .current_dir(repo())
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "the release build failed");
+    }
+    dir.join("release")
+}
+
+/// The baselines' Python (`benches/baseline/setup.sh` makes it).
+fn python() -> Option<PathBuf> {
+    let status = Command::new("bash").arg(repo().join("benches/baseline/setup.sh")).status().ok()?;
+    let python = repo().join(".local/bench-venv/bin/python");
+    (status.success() && python.exists()).then_some(python)
+}
+
+fn main() {
+    let window = Duration::from_secs(env("PIPELINE_BENCH_SECS", 60));
+    let warmup = Duration::from_secs(env("PIPELINE_BENCH_WARMUP", 15));
+    let soak_secs: u64 = env("PIPELINE_BENCH_SOAK_SECS", 600);
+    let counts: Vec<usize> = list("PIPELINE_BENCH_CAMERAS", "1,2,4,8").iter().map(|c| c.parse().expect("camera counts")).collect();
+    let baselines = list("PIPELINE_BENCH_BASELINES", "careful,common");
+    let out_dir = repo().join(env("PIPELINE_BENCH_OUT", "bench-results".to_owned()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+
+    let bin = build();
+    let python = if baselines.is_empty() { None } else { python() };
+    if !baselines.is_empty() && python.is_none() {
+        eprintln!("pipeline bench: benches/baseline/setup.sh failed: running without the baselines");
+    }
+    let camera = stack::Camera::start(&bin.join("roadsight-testcam"), &repo().join(CLIP), SOURCE_FPS);
+    let tools = Tools { daemon: &bin.join("roadsightd"), python: python.as_deref(), camera_url: &camera.url };
+    let plan = |pipeline: Pipeline, cameras: usize, fps_cap: u32, encoding: &'static str, label: String| Plan {
+        pipeline,
+        label,
+        cameras,
+        fps_cap,
+        encoding,
+        warmup,
+        window,
+        sample: Duration::from_secs(1),
+    };
+
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for &n in &counts {
+        outcomes.push(scenario::run(&plan(Pipeline::Roadsight, n, CAP_FPS, "json", format!("{n} × {CAP_FPS} fps")), &tools));
+    }
+    outcomes.push(scenario::run(&plan(Pipeline::Roadsight, 1, 0, "json", format!("1 × full rate ({SOURCE_FPS} fps source)")), &tools));
+    outcomes.push(scenario::run(&plan(Pipeline::Roadsight, 1, CAP_FPS, "json+lz4", format!("1 × {CAP_FPS} fps, json+lz4")), &tools));
+    if python.is_some() {
+        for (name, pipeline, cams) in [("careful", Pipeline::Careful, counts.clone()), ("common", Pipeline::Common, vec![1, 4])] {
+            if !baselines.iter().any(|b| b == name) {
+                continue;
+            }
+            for n in cams {
+                outcomes.push(scenario::run(&plan(pipeline, n, CAP_FPS, "json", format!("{n} × {CAP_FPS} fps")), &tools));
+            }
+        }
+    }
+    eprintln!("pipeline bench: the floor");
+    let decode_cpu = floor::decode_cpu_per_frame(&camera.url, CAP_FPS, window.as_secs_f64().min(30.0));
+    let ort = floor::ort_alone(&stack::ort_library(), &repo().join("tests/fixtures/scenetext01.jpg"), window.as_secs_f64().min(30.0));
+    let soak = (soak_secs > 0).then(|| {
+        let mut p = plan(Pipeline::Roadsight, 4, CAP_FPS, "json", format!("soak: 4 × {CAP_FPS} fps, {} min", soak_secs / 60));
+        (p.window, p.sample) = (Duration::from_secs(soak_secs), Duration::from_secs(5));
+        scenario::run(&p, &tools)
+    });
+    drop(camera);
+
+    let text = targets::write_report(&out_dir, &outcomes, soak.as_ref(), &ort, decode_cpu);
+    print!("{text}");
+    eprintln!("pipeline bench: wrote {}", out_dir.join("pipeline.md").display());
+}
+
+/// Where a plot goes, and its name relative to the report.
+pub(crate) fn plot_path(dir: &Path, name: &str) -> (PathBuf, String) {
+    (dir.join(name), name.to_owned())
+}

@@ -1,0 +1,123 @@
+//! The Markdown report: the tables, the targets with each figure against its target, the floor
+//! and the ratios to the baselines.
+
+use std::fmt::Write as _;
+
+use super::floor::OrtFloor;
+use super::scenario::Outcome;
+use super::stack::Pipeline;
+
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
+    out.push_str(&line(header.iter().map(|s| (*s).to_owned()).collect()));
+    out.push_str(&line(header.iter().map(|_| "---".to_owned()).collect()));
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+pub(crate) fn ms(v: f64) -> String {
+    if !v.is_finite() {
+        "–".into()
+    } else if v < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn num(v: f64, decimals: usize) -> String {
+    if v.is_finite() { format!("{v:.decimals$}") } else { "–".into() }
+}
+
+/// The main table: one row per scenario and pipeline.
+pub(crate) fn results(outcomes: &[Outcome]) -> String {
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            let drops: Vec<String> =
+                o.drops_per_s.iter().filter(|(_, v)| **v > 0.005).map(|(r, v)| format!("{r} {v:.1}/s")).collect();
+            vec![
+                format!("{} ({:.0} s)", o.label, o.window_s),
+                o.pipeline.name().to_owned(),
+                format!("{:.1} ({})", o.total_fps(), o.per_camera_fps.iter().map(|f| format!("{f:.1}")).collect::<Vec<_>>().join(" · ")),
+                format!("{} / {} / {} / {}", ms(o.latency.p50), ms(o.latency.p95), ms(o.latency.p99), ms(o.latency.max)),
+                num(o.cpu_per_frame * 1e3, 1),
+                num(o.cores, 2),
+                format!("{:.0} / {:.0} / {:.0}", o.rss_start, o.rss_end, o.rss_peak),
+                if o.pipeline == Pipeline::Roadsight { if drops.is_empty() { "none".into() } else { drops.join(", ") } } else { "n/a".into() },
+            ]
+        })
+        .collect();
+    table(
+        &["scenario", "pipeline", "processed fps: total (per camera)", "latency p50 / p95 / p99 / max ms", "CPU ms / frame", "cores", "RSS start / end / peak MiB", "drops"],
+        &rows,
+    )
+}
+
+/// roadsightd's stages, allocations and entry sizes per scenario.
+pub(crate) fn stages(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    for o in outcomes.iter().filter(|o| o.pipeline == Pipeline::Roadsight) {
+        let Some(stages) = &o.stages else { continue };
+        let _ = writeln!(out, "\n**{}** ({} encoding): heap allocations per processed frame {}, {} bytes per entry\n", o.label, o.encoding, num(o.allocs_per_frame.unwrap_or(f64::NAN), 2), num(o.bytes_per_entry, 0));
+        let rows: Vec<Vec<String>> = stages.rows.iter().map(|(n, p50, p95, p99)| vec![(*n).to_owned(), ms(*p50), ms(*p95), ms(*p99)]).collect();
+        out.push_str(&table(&["stage", "p50 ms", "p95 ms", "p99 ms"], &rows));
+    }
+    out
+}
+
+/// The floor and the daemon against it, for the 1-camera scenario.
+pub(crate) fn floor(daemon: &Outcome, ort: &OrtFloor, decode_cpu: f64) -> String {
+    let floor_latency = ort.latency_ms.p50 + decode_cpu * 1e3;
+    let floor_cpu = ort.cpu_per_run + decode_cpu;
+    let rows = vec![
+        vec!["ONNX Runtime alone, per run".into(), format!("{} / {} / {}", ms(ort.latency_ms.p50), ms(ort.latency_ms.p95), ms(ort.latency_ms.p99)), num(ort.cpu_per_run * 1e3, 1), format!("{} runs", ort.runs)],
+        vec!["GStreamer decode + fps cap + scale → fakesink, per processed frame".into(), "–".into(), num(decode_cpu * 1e3, 1), String::new()],
+        vec!["floor (sum)".into(), ms(floor_latency), num(floor_cpu * 1e3, 1), String::new()],
+        vec![
+            format!("roadsightd, {}", daemon.label),
+            format!("{} / {} / {}", ms(daemon.latency.p50), ms(daemon.latency.p95), ms(daemon.latency.p99)),
+            num(daemon.cpu_per_frame * 1e3, 1),
+            String::new(),
+        ],
+        vec![
+            "roadsightd − floor".into(),
+            format!("{} ms at p50", ms(daemon.latency.p50 - floor_latency)),
+            num((daemon.cpu_per_frame - floor_cpu) * 1e3, 1),
+            String::new(),
+        ],
+        vec![
+            "roadsightd ÷ floor".into(),
+            format!("{:.2}× at p50", daemon.latency.p50 / floor_latency),
+            format!("{:.2}×", daemon.cpu_per_frame / floor_cpu),
+            String::new(),
+        ],
+    ];
+    table(&["what", "latency p50 / p95 / p99 ms", "CPU ms / frame", ""], &rows)
+}
+
+/// One line per target: the figure, the target, met or missed.
+pub(crate) struct Target {
+    pub(crate) what: String,
+    pub(crate) figure: String,
+    pub(crate) target: String,
+    pub(crate) met: Option<bool>,
+}
+
+pub(crate) fn targets(targets: &[Target]) -> String {
+    let rows: Vec<Vec<String>> = targets
+        .iter()
+        .map(|t| {
+            let verdict = match t.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "not measured",
+            };
+            vec![t.what.clone(), t.figure.clone(), t.target.clone(), verdict.into()]
+        })
+        .collect();
+    table(&["target", "measured", "target", ""], &rows)
+}

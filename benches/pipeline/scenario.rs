@@ -1,0 +1,169 @@
+//! One scenario: fresh Redis, the pipeline under test on N cameras of the shared test camera,
+//! a warm-up, then a measurement window read the same way for every pipeline.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::measure::{self, Entry, Quantiles};
+use super::procs::RedisServer;
+use super::stack::{self, CameraSetup, Pipeline};
+
+/// Why frames were dropped (roadsightd's `frames_dropped_total` reasons).
+pub(crate) const REASONS: [&str; 8] =
+    ["stale", "rate_limit", "capture_error", "inference_error", "queue_full", "redis_error", "rejected", "shutdown"];
+
+/// Per-stage figures from roadsightd's histograms (ms).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stages {
+    /// (stage, p50, p95, p99)
+    pub(crate) rows: Vec<(&'static str, f64, f64, f64)>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) label: String,
+    pub(crate) cameras: usize,
+    pub(crate) fps_cap: u32,
+    pub(crate) encoding: String,
+    pub(crate) window_s: f64,
+    /// Entries per second per camera, in camera order.
+    pub(crate) per_camera_fps: Vec<f64>,
+    /// Capture → entry ID latency of every entry in the window, ms.
+    pub(crate) latencies_ms: Vec<f64>,
+    pub(crate) latency: Quantiles,
+    /// Process CPU seconds per processed frame.
+    pub(crate) cpu_per_frame: f64,
+    /// Cores used on average.
+    pub(crate) cores: f64,
+    pub(crate) rss_start: f64,
+    pub(crate) rss_end: f64,
+    pub(crate) rss_peak: f64,
+    /// (seconds since start of the window, MiB)
+    pub(crate) rss_series: Vec<(f64, f64)>,
+    pub(crate) bytes_per_entry: f64,
+    pub(crate) drops_per_s: BTreeMap<&'static str, f64>,
+    pub(crate) stages: Option<Stages>,
+    pub(crate) allocs_per_frame: Option<f64>,
+}
+
+impl Outcome {
+    pub(crate) fn total_fps(&self) -> f64 {
+        self.per_camera_fps.iter().sum()
+    }
+}
+
+pub(crate) struct Plan<'a> {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) label: String,
+    pub(crate) cameras: usize,
+    pub(crate) fps_cap: u32,
+    pub(crate) encoding: &'a str,
+    pub(crate) warmup: Duration,
+    pub(crate) window: Duration,
+    /// RSS sampling period.
+    pub(crate) sample: Duration,
+}
+
+pub(crate) struct Tools<'a> {
+    pub(crate) daemon: &'a Path,
+    pub(crate) python: Option<&'a Path>,
+    pub(crate) camera_url: &'a str,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
+    eprintln!("pipeline bench: {} · {} × {} fps cap · {} s", plan.pipeline.name(), plan.cameras, plan.fps_cap, plan.window.as_secs());
+    let redis = RedisServer::local("everysec");
+    let setup = CameraSetup { url: tools.camera_url, cameras: plan.cameras, fps: plan.fps_cap, encoding: plan.encoding };
+    let total = plan.warmup + plan.window + Duration::from_secs(10);
+    let running = match plan.pipeline {
+        Pipeline::Roadsight => stack::start_roadsight(tools.daemon, &redis, &setup),
+        baseline => {
+            let python = tools.python.expect("a Python for the baselines");
+            stack::start_baseline(baseline, python, &redis, &setup, total.as_secs())
+        }
+    };
+    std::thread::sleep(plan.warmup);
+    let pids = running.pids();
+    let scrape = || running.metrics.as_deref().map(|a| measure::samples(&measure::scrape(a)));
+    let (from_ms, cpu0, before) = (unix_ms(), measure::cpu_seconds(&pids), scrape());
+    let rss_start = measure::memory_mib(&pids, "VmRSS:");
+    let started = Instant::now();
+    let mut rss_series = vec![(0.0, rss_start)];
+    while started.elapsed() < plan.window {
+        std::thread::sleep(plan.sample.min(plan.window.saturating_sub(started.elapsed())));
+        rss_series.push((started.elapsed().as_secs_f64(), measure::memory_mib(&pids, "VmRSS:")));
+    }
+    let (to_ms, cpu1, after) = (unix_ms(), measure::cpu_seconds(&pids), scrape());
+    let scrape_again = scrape();
+    let window_s = (to_ms - from_ms) as f64 / 1000.0;
+    let rss_end = measure::memory_mib(&pids, "VmRSS:");
+    let rss_peak = measure::memory_mib(&pids, "VmHWM:").max(rss_series.iter().map(|s| s.1).fold(0.0, f64::max));
+
+    let mut conn = redis.connect().unwrap();
+    let per_camera: Vec<Vec<Entry>> =
+        stack::camera_ids(plan.cameras).iter().map(|id| measure::entries(&mut conn, &stack::stream_key(id), from_ms, to_ms)).collect();
+    let log = running.stop();
+    let all: Vec<Entry> = per_camera.iter().flatten().copied().collect();
+    if all.is_empty() {
+        eprintln!("pipeline bench: no entries in the window; the pipeline's log:\n{log}");
+    }
+    let mut latencies_ms: Vec<f64> = all.iter().map(Entry::latency_ms).collect();
+    let latency = Quantiles::of(&mut latencies_ms);
+    let processed = all.len() as f64;
+    let cpu = cpu1 - cpu0;
+    let mut outcome = Outcome {
+        pipeline: plan.pipeline,
+        label: plan.label.clone(),
+        cameras: plan.cameras,
+        fps_cap: plan.fps_cap,
+        encoding: plan.encoding.to_owned(),
+        window_s,
+        per_camera_fps: per_camera.iter().map(|e| e.len() as f64 / window_s).collect(),
+        latencies_ms,
+        latency,
+        cpu_per_frame: if processed > 0.0 { cpu / processed } else { f64::NAN },
+        cores: cpu / window_s,
+        rss_start,
+        rss_end,
+        rss_peak,
+        rss_series,
+        bytes_per_entry: all.iter().map(|e| e.bytes as f64).sum::<f64>() / processed.max(1.0),
+        drops_per_s: BTreeMap::new(),
+        stages: None,
+        allocs_per_frame: None,
+    };
+    if let (Some(before), Some(after)) = (before, after) {
+        for reason in REASONS {
+            let label = format!("reason=\"{reason}\"");
+            outcome.drops_per_s.insert(reason, measure::delta(&before, &after, "roadsight_frames_dropped_total", &[&label]) / window_s);
+        }
+        let stage = |family: &str| {
+            let q = |p| measure::histogram_quantile(&before, &after, family, p) * 1e3;
+            (q(0.5), q(0.95), q(0.99))
+        };
+        let mut rows = Vec::new();
+        for (name, family) in [
+            ("wait in mailbox", "roadsight_mailbox_wait_seconds"),
+            ("inference", "roadsight_inference_seconds"),
+            ("post-processing", "roadsight_postprocess_seconds"),
+            ("publish (to XADD reply)", "roadsight_publish_seconds"),
+            ("daemon overhead (arrival → reply − inference)", "roadsight_overhead_seconds"),
+        ] {
+            let (p50, p95, p99) = stage(family);
+            rows.push((name, p50, p95, p99));
+        }
+        outcome.stages = Some(Stages { rows });
+        let processed_metric = measure::delta(&before, &after, "roadsight_frames_processed_total", &[]);
+        let allocations = measure::delta(&before, &after, "roadsight_heap_allocations_total", &[]);
+        // The window's allocations include serving the first scrape: take off what one costs.
+        let scrape_cost = scrape_again.map_or(0.0, |again| measure::delta(&after, &again, "roadsight_heap_allocations_total", &[]));
+        outcome.allocs_per_frame = (processed_metric > 0.0).then(|| (allocations - scrape_cost).max(0.0) / processed_metric);
+    }
+    outcome
+}

@@ -1,0 +1,196 @@
+//! The processes one scenario runs: a private redis-server (unix socket, AOF everysec as the box
+//! ships it), one test camera serving the stamped clip (every camera of a scenario reads the
+//! same shared RTSP media, so one x264 encoder loads the machine whatever the camera count),
+//! and the pipeline under test: the release `roadsightd`, or one Python baseline process per
+//! camera. Every child gets `PR_SET_PDEATHSIG` and is stopped on drop.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::procs::{RedisServer, command, repo, terminate};
+
+pub(crate) const SITE: &str = "bench";
+
+/// The stream key of camera `camera`, as the daemon writes it (baselines use the same).
+pub(crate) fn stream_key(camera: &str) -> String {
+    format!("roadsight:{{{SITE}:{camera}}}:detections")
+}
+
+pub(crate) fn camera_ids(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("cam{i}")).collect()
+}
+
+/// `roadsight-testcam --stamp` serving `source` at `fps`; the URL it printed.
+pub(crate) struct Camera {
+    child: Child,
+    pub(crate) url: String,
+}
+
+impl Camera {
+    pub(crate) fn start(binary: &Path, source: &Path, fps: u32) -> Camera {
+        let mut child = command(binary)
+            .args(["--listen", "127.0.0.1:0", "--stamp", "--fps", &fps.to_string(), "--source"])
+            .arg(source)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start roadsight-testcam");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+        assert!(url.starts_with("rtsp://"), "roadsight-testcam printed {line:?}");
+        Camera { child, url }
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// What runs the cameras of a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pipeline {
+    Roadsight,
+    /// `benches/baseline/gst_appsink.py`: PyGObject, newest-frame appsink, one process per camera.
+    Careful,
+    /// `benches/baseline/opencv_rtsp.py`: `cv2.VideoCapture`, one process per camera.
+    Common,
+}
+
+impl Pipeline {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Pipeline::Roadsight => "roadsightd",
+            Pipeline::Careful => "careful Python (GStreamer appsink)",
+            Pipeline::Common => "common Python (OpenCV VideoCapture)",
+        }
+    }
+}
+
+/// The pipeline's processes (one daemon, or one Python process per camera).
+pub(crate) struct Running {
+    children: Vec<Child>,
+    _dir: TempDir,
+    /// `/metrics` address (roadsightd only).
+    pub(crate) metrics: Option<String>,
+    log: PathBuf,
+}
+
+impl Running {
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM to all, then wait.
+    pub(crate) fn stop(mut self) -> String {
+        for child in &mut self.children {
+            terminate(child);
+        }
+        self.log()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            terminate(child);
+        }
+    }
+}
+
+/// How a scenario's cameras are set up.
+pub(crate) struct CameraSetup<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) cameras: usize,
+    /// Cap on processed frames per second per camera (0: none).
+    pub(crate) fps: u32,
+    /// `det` encoding of the daemon: `json` or `json+lz4`.
+    pub(crate) encoding: &'a str,
+}
+
+/// Starts `roadsightd` (release, `alloc-count`) on `redis` with `setup`'s cameras.
+pub(crate) fn start_roadsight(binary: &Path, redis: &RedisServer, setup: &CameraSetup) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("cameras.d")).unwrap();
+    let config = format!(
+        "site = \"{SITE}\"\n\n[redis]\nurl = \"{redis}\"\n\n[model]\npath = \"{model}\"\nlabels = \"{labels}\"\n\
+         ort_library = \"{ort}\"\n\n[publish]\nencoding = \"{encoding}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        redis = redis.url(),
+        model = repo().join("models/centernet_mnv3_coco_512_u8.onnx").display(),
+        labels = repo().join("models/coco80.names").display(),
+        ort = ort_library().display(),
+        encoding = setup.encoding,
+    );
+    std::fs::write(dir.path().join("roadsight.toml"), config).unwrap();
+    for id in camera_ids(setup.cameras) {
+        let text = format!("id = \"{id}\"\nurl = \"{}\"\nfps = {}\n", setup.url, setup.fps);
+        std::fs::write(dir.path().join("cameras.d").join(format!("{id}.toml")), text).unwrap();
+    }
+    let log = dir.path().join("roadsightd.log");
+    let child = command(binary)
+        .args(["run", "--config"])
+        .arg(dir.path().join("roadsight.toml"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start roadsightd");
+    let mut running = Running { children: vec![child], _dir: dir, metrics: None, log };
+    let addr = super::procs::wait_for(Duration::from_secs(60), "roadsightd's metrics address", || {
+        let log = running.log();
+        assert!(!log.contains("cannot run"), "roadsightd failed:\n{log}");
+        log.lines()
+            .find(|l| l.contains("Metrics served at /metrics."))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .map(str::to_owned)
+    });
+    running.metrics = Some(addr);
+    running
+}
+
+/// Starts one baseline process per camera, each writing to its camera's stream key.
+pub(crate) fn start_baseline(pipeline: Pipeline, python: &Path, redis: &RedisServer, setup: &CameraSetup, seconds: u64) -> Running {
+    let script = match pipeline {
+        Pipeline::Careful => "benches/baseline/gst_appsink.py",
+        Pipeline::Common => "benches/baseline/opencv_rtsp.py",
+        Pipeline::Roadsight => unreachable!("not a baseline"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("baseline.log");
+    let children = camera_ids(setup.cameras)
+        .iter()
+        .map(|id| {
+            command(python)
+                .arg(repo().join(script))
+                .args(["--url", setup.url, "--redis", &redis.url(), "--key", &stream_key(id)])
+                .arg("--model")
+                .arg(repo().join("models/centernet_mnv3_coco_512_u8.onnx"))
+                .arg("--labels")
+                .arg(repo().join("models/coco80.names"))
+                .args(["--fps", &setup.fps.to_string(), "--seconds", &seconds.to_string(), "--threads", "0"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
+                .spawn()
+                .expect("start a Python baseline (benches/baseline/setup.sh)")
+        })
+        .collect();
+    Running { children, _dir: dir, metrics: None, log }
+}
+
+/// The ONNX Runtime library the daemon and the floor load.
+pub(crate) fn ort_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".local/onnxruntime/lib/libonnxruntime.so"))
+}
