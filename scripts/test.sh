@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The systemd units: `systemd-analyze verify` silent, `security` exposure <= 2.5.
 bash scripts/check-units.sh
+bash scripts/check-yocto.sh
 export ORT_DYLIB_PATH="$PWD/.local/onnxruntime/lib/libonnxruntime.so"
 # fault-injection: test-only hooks (a wedged inference thread for the watchdog test).
 cargo build --all-targets --features fault-injection --quiet
