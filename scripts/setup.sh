@@ -12,7 +12,7 @@ APT_PACKAGES=(
   pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  redis-server redis-tools openssl python3-pip unzip systemd
+  redis-server redis-tools openssl python3-pip python3-venv unzip systemd
 )
 
 missing=()
