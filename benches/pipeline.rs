@@ -10,10 +10,11 @@
 //! the careful baseline at the same camera counts, the common one at 1 and 4; the floor; a
 //! soak at 4 cameras. Writes `bench-results/pipeline.md` and SVG plots next to it.
 //!
-//! `cargo bench --bench pipeline`. Knobs: `PIPELINE_BENCH_SECS` (window per scenario, 60),
+//! `cargo bench --bench pipeline --features alloc-count` (the daemon cargo builds for the bench
+//! then counts its heap allocations; without the feature they are not measured). Knobs: `PIPELINE_BENCH_SECS` (window per scenario, 60),
 //! `PIPELINE_BENCH_WARMUP` (15), `PIPELINE_BENCH_SOAK_SECS` (600; 0 skips), `PIPELINE_BENCH_CAMERAS`
 //! (`1,2,4,8`), `PIPELINE_BENCH_BASELINES` (`careful,common`; empty skips them),
-//! `PIPELINE_BENCH_NO_BUILD=1`, `PIPELINE_BENCH_OUT` (`bench-results`).
+//! `PIPELINE_BENCH_OUT` (`bench-results`).
 
 // Shared with the uplink benchmark; this one uses the local server only.
 #[path = "uplink/procs.rs"]
@@ -58,22 +59,12 @@ fn list(name: &str, default: &str) -> Vec<String> {
     env(name, default.to_owned()).split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-/// Release binaries with the allocation counter, in their own target dir (the shipped
-/// release build stays as it is).
-fn build() -> PathBuf {
-    let dir = repo().join("target/bench");
-    if std::env::var_os("PIPELINE_BENCH_NO_BUILD").is_none() {
-        eprintln!("pipeline bench: cargo build --release --features alloc-count (target/bench)");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--features", "alloc-count", "--bin", "roadsightd", "--bin", "roadsight-testcam", "--target-dir"])
-            .arg(&dir)
-            .current_dir(repo())
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "the release build failed");
+/// The binaries `cargo bench` built for this run (release, with this run's features).
+fn binaries() -> (PathBuf, PathBuf) {
+    if cfg!(not(feature = "alloc-count")) {
+        eprintln!("pipeline bench: built without `--features alloc-count`: allocations are not measured");
     }
-    dir.join("release")
+    (PathBuf::from(env!("CARGO_BIN_EXE_roadsightd")), PathBuf::from(env!("CARGO_BIN_EXE_roadsight-testcam")))
 }
 
 /// The baselines' Python (`benches/baseline/setup.sh` makes it).
@@ -92,13 +83,13 @@ fn main() {
     let out_dir = repo().join(env("PIPELINE_BENCH_OUT", "bench-results".to_owned()));
     std::fs::create_dir_all(&out_dir).unwrap();
 
-    let bin = build();
+    let (daemon, testcam) = binaries();
     let python = if baselines.is_empty() { None } else { python() };
     if !baselines.is_empty() && python.is_none() {
         eprintln!("pipeline bench: benches/baseline/setup.sh failed: running without the baselines");
     }
-    let camera = stack::Camera::start(&bin.join("roadsight-testcam"), &repo().join(CLIP), SOURCE_FPS);
-    let tools = Tools { daemon: &bin.join("roadsightd"), python: python.as_deref(), camera_url: &camera.url };
+    let camera = stack::Camera::start(&testcam, &repo().join(CLIP), SOURCE_FPS);
+    let tools = Tools { daemon: &daemon, python: python.as_deref(), camera_url: &camera.url };
     let plan = |pipeline: Pipeline, cameras: usize, fps_cap: u32, encoding: &'static str, label: String| Plan {
         pipeline,
         label,

@@ -53,6 +53,7 @@ pub(crate) fn ort_alone(ort_library: &Path, image: &Path, seconds: f64) -> OrtFl
         ort_library.display()
     );
     std::fs::write(dir.path().join("roadsight.toml"), config).unwrap();
+    std::fs::create_dir(dir.path().join("cameras.d")).unwrap();
     let config = roadsight::config::load(&dir.path().join("roadsight.toml")).expect("floor config");
     let mut detector = roadsight::infer::Detector::open(&config.model).expect("load the model");
     let (rgb, letterbox) = letterboxed(image, 512);

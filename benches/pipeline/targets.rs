@@ -102,7 +102,7 @@ fn machine() -> String {
 pub(crate) fn write_report(dir: &Path, outcomes: &[Outcome], soak: Option<&Outcome>, ort: &OrtFloor, decode_cpu: f64) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Pipeline benchmark\n");
-    let _ = writeln!(md, "Machine: {}. Command: `cargo bench --bench pipeline`. Source: `tests/fixtures/vtest.mp4` served by `roadsight-testcam --stamp` at 25 fps; every camera of a scenario reads that one stream. Latency: camera capture time → Redis entry ID time, for every pipeline.\n", machine());
+    let _ = writeln!(md, "Machine: {}. Command: `cargo bench --bench pipeline --features alloc-count`. Source: `tests/fixtures/vtest.mp4` served by `roadsight-testcam --stamp` at 25 fps; every camera of a scenario reads that one stream. Latency: camera capture time → Redis entry ID time, for every pipeline.\n", machine());
     let _ = writeln!(md, "## Targets\n\n{}", report::targets(&targets(outcomes, soak)));
     let _ = writeln!(md, "## Results\n\n{}", report::results(outcomes));
     if let Some(soak) = soak {
