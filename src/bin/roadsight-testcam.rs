@@ -43,6 +43,10 @@ struct Cli {
     /// File holding `user:password` that clients must log in with (RTSP basic auth).
     #[arg(long, value_name = "FILE")]
     auth_file: Option<PathBuf>,
+    /// Draw each frame's capture time (µs since the Unix epoch, the time RTCP reports for it)
+    /// into its bottom-left corner as black and white blocks, for clients that cannot see RTCP.
+    #[arg(long)]
+    stamp: bool,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         bitrate_kbps: cli.bitrate,
         codec: cli.codec,
         auth,
+        stamp: cli.stamp,
     };
     match serve(opts) {
         Ok(()) => ExitCode::SUCCESS,

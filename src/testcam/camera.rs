@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use gstreamer as gst;
 use gstreamer::glib;
 
-use super::{TestCamError, TestCamOptions, options, probe, server, signals, source};
+use super::{TestCamError, TestCamOptions, options, probe, server, signals, source, stamp};
 
 /// Upper bound on main-context iterations spent letting the server tidy up after a stop.
 const SHUTDOWN_ITERATIONS: usize = 100;
@@ -47,6 +47,17 @@ impl TestCam {
             "Source probed."
         );
 
+        if opts.stamp && stamp::Layout::for_frame(width, height).is_none() {
+            return Err(TestCamError::InvalidOption {
+                option: "--stamp",
+                reason: format!(
+                    "the stamp needs frames at least {}×{} pixels, these are {width}×{height}",
+                    stamp::COLUMNS * 8,
+                    stamp::ROWS * 8
+                ),
+            });
+        }
+
         let context = glib::MainContext::new();
         let main_loop = glib::MainLoop::new(Some(&context), false);
         let fatal = Arc::new(Mutex::new(None));
@@ -68,6 +79,7 @@ impl TestCam {
             width,
             height,
             fps: opts.fps,
+            stamp: opts.stamp,
         };
         let source = source::LoopingSource::start(&opts.source, info.kind, frames, on_error)?;
         let server = server::Server::start(&opts, source.caps(), source.target(), &context)?;

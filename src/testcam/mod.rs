@@ -7,7 +7,8 @@
 //! shared RTSP media → `server` encodes with `x264enc` and serves it. Buffer timestamps are
 //! the media pipeline's running time on a wall-clock (`CLOCK_REALTIME`) clock, and RTCP sender
 //! reports map them to NTP, so a client's `timestamp/x-ntp` reference metas carry the
-//! wall-clock capture time.
+//! wall-clock capture time. With `--stamp` each frame also carries that time in its pixels
+//! ([`stamp`]), for clients that cannot see RTCP.
 //!
 //! [`TestCam::bind`] does everything up to listening; [`TestCam::run`] blocks on a glib main
 //! loop (on a main context of its own, so several cameras can live in one test process) and
@@ -19,6 +20,7 @@ mod probe;
 mod server;
 mod signals;
 mod source;
+pub mod stamp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -57,6 +57,9 @@ pub struct TestCamOptions {
     pub codec: VideoCodec,
     /// `(user, password)` a client must present (RTSP basic auth); `None`: open.
     pub auth: Option<(String, String)>,
+    /// Draw each frame's capture time into its bottom-left corner (`--stamp`, layout in
+    /// [`super::stamp`]); default off.
+    pub stamp: bool,
 }
 
 impl TestCamOptions {
@@ -73,6 +76,7 @@ impl TestCamOptions {
             bitrate_kbps: DEFAULT_BITRATE_KBPS,
             codec: VideoCodec::default(),
             auth: None,
+            stamp: false,
         }
     }
 

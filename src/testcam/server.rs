@@ -111,9 +111,13 @@ fn media_factory(
 ) -> rtsp::RTSPMediaFactory {
     let factory = rtsp::RTSPMediaFactory::new();
     let (key_int, bitrate) = (key_int_max(opts.fps), opts.bitrate_kbps);
+    // x264enc threads=1: one slice per picture, as most cameras send. With zerolatency's
+    // sliced threads an IDR picture has several slices, and rtph264pay config-interval=-1 puts
+    // SPS/PPS before each of them, which ends the access unit mid-picture (H.264 7.4.1.2.3):
+    // FFmpeg (OpenCV) then conceals half of every IDR picture; GStreamer's h264parse copes.
     let encode = match opts.codec {
         VideoCodec::H264 => format!(
-            "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key_int} \
+            "x264enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max={key_int} \
              bitrate={bitrate} byte-stream=true ! rtph264pay name=pay0 pt=96 config-interval=-1"
         ),
         VideoCodec::H265 => format!(
@@ -133,7 +137,6 @@ fn media_factory(
     factory
 }
 
-/// A system clock of its own on `CLOCK_REALTIME` (the global default clock stays monotonic).
 /// Basic auth: only `user` with `password` may see and play the stream, as on a real camera.
 fn require_login(server: &rtsp::RTSPServer, factory: &rtsp::RTSPMediaFactory, user: &str, password: &str) {
     const ROLE: &str = "viewer";
@@ -148,6 +151,7 @@ fn require_login(server: &rtsp::RTSPServer, factory: &rtsp::RTSPMediaFactory, us
     factory.add_role_from_structure(&role);
 }
 
+/// A system clock of its own on `CLOCK_REALTIME` (the global default clock stays monotonic).
 fn wall_clock() -> gst::Clock {
     glib::Object::builder::<gst::SystemClock>()
         .property("clock-type", gst::ClockType::Realtime)

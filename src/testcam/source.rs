@@ -1,10 +1,11 @@
 //! The looping source: an inner pipeline decodes the file (`imagefreeze` repeats a still) into
 //! raw I420 frames at the served size and rate, and a feeder thread, ticking at `--fps` on the
-//! monotonic clock, pulls one frame per tick and pushes it, timestamps cleared, into the live
-//! `appsrc` of the current RTSP media. That `appsrc` (`do-timestamp=true`) stamps each frame
-//! with the media pipeline's running time, so timestamps increase monotonically whatever the
-//! file does. On EOS the feeder seeks the inner pipeline back to 0 (flushing); a tick that
-//! finds no new frame repeats the last one, so the stream never stalls.
+//! monotonic clock, pulls one frame per tick and pushes it into the live `appsrc` of the
+//! current RTSP media, timestamped with the media pipeline's running time at that instant
+//! (before the media plays, `do-timestamp=true` lets the `appsrc` do it), so timestamps
+//! increase monotonically whatever the file does. With `--stamp` that instant is also drawn
+//! into the frame ([`super::stamp`]). On EOS the feeder seeks the inner pipeline back to 0
+//! (flushing); a tick that finds no new frame repeats the last one, so the stream never stalls.
 //!
 //! The inner pipeline runs whether or not anyone watches, like a real camera, and is paced by
 //! the feeder: its `appsink` holds one frame and blocks the decoder until that frame is pulled.
@@ -22,6 +23,7 @@ use gstreamer_video as gst_video;
 
 use super::TestCamError;
 use super::probe::SourceKind;
+use super::stamp;
 
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -34,6 +36,8 @@ pub(crate) struct FrameSpec {
     pub(crate) width: u32,
     pub(crate) height: u32,
     pub(crate) fps: u32,
+    /// Draw each frame's capture time into it (`--stamp`).
+    pub(crate) stamp: bool,
 }
 
 impl FrameSpec {
@@ -120,12 +124,18 @@ impl LoopingSource {
 
         let target = AppSrcTarget::default();
         let stop = Arc::new(AtomicBool::new(false));
+        let stamp = spec
+            .stamp
+            .then(|| gst_video::VideoInfo::from_caps(&caps))
+            .transpose()
+            .map_err(|e| TestCamError::Gstreamer(format!("frame layout for --stamp: {e}")))?;
         let feeder = Feeder {
             sink,
             pipeline: pipeline.clone(),
             target: target.clone(),
             stop: stop.clone(),
             period: spec.period(),
+            stamp,
         };
         let feeder = std::thread::Builder::new()
             .name("testcam-feeder".into())
@@ -173,6 +183,8 @@ struct Feeder {
     target: AppSrcTarget,
     stop: Arc<AtomicBool>,
     period: Duration,
+    /// The frames' layout when `--stamp` is on.
+    stamp: Option<gst_video::VideoInfo>,
 }
 
 impl Feeder {
@@ -204,18 +216,45 @@ impl Feeder {
             ) else {
                 continue;
             };
-            // A shallow copy (memory shared) whose timestamps appsrc will set.
-            let mut out = frame.copy();
-            {
-                let out = out.get_mut().expect("a fresh copy is writable");
-                out.set_pts(gst::ClockTime::NONE);
-                out.set_dts(gst::ClockTime::NONE);
-                out.set_duration(duration);
-                out.unset_flags(gst::BufferFlags::DISCONT);
-            }
+            let out = self.prepare(frame, duration, &appsrc);
             if let Err(err) = appsrc.push_buffer(out) {
                 tracing::trace!(?err, "Media appsrc refused a frame.");
             }
+        }
+    }
+
+    /// A copy of `frame` to push now, timestamped with the media's running time (the capture
+    /// time RTCP sender reports give clients) and, under `--stamp`, carrying that instant.
+    fn prepare(
+        &self,
+        frame: &gst::Buffer,
+        duration: gst::ClockTime,
+        appsrc: &gst_app::AppSrc,
+    ) -> gst::Buffer {
+        // Shallow (memory shared with the decoded frame) unless the stamp writes into it: then
+        // a deep copy, W×H×1.5 bytes per frame (0.7 MB at 800×600), a test camera's luxury.
+        let mut out = match self.stamp {
+            Some(_) => frame.copy_deep().unwrap_or_else(|_| frame.copy()),
+            None => frame.copy(),
+        };
+        let now = media_time(appsrc);
+        {
+            let out = out.get_mut().expect("a fresh copy is writable");
+            // Set here rather than by `do-timestamp` when the appsrc's streaming thread takes
+            // the frame, which is later whenever the encoder is still busy with the last one.
+            let running = now.map(|(running, _)| running);
+            out.set_pts(running);
+            out.set_dts(running);
+            out.set_duration(duration);
+            out.unset_flags(gst::BufferFlags::DISCONT);
+        }
+        match (&self.stamp, now) {
+            (Some(info), Some((_, wall))) => stamp::stamp_i420(out, info, wall.useconds())
+                .unwrap_or_else(|unstamped| {
+                    tracing::trace!("Frame could not be stamped.");
+                    unstamped
+                }),
+            _ => out,
         }
     }
 
@@ -239,4 +278,14 @@ impl Feeder {
             .try_pull_sample(wait)
             .and_then(|sample| sample.buffer_owned())
     }
+}
+
+/// The media clock now, as (running time, clock time), once the media is playing. The clock is
+/// the wall clock (`server::wall_clock`), so the clock time is the Unix time.
+fn media_time(appsrc: &gst_app::AppSrc) -> Option<(gst::ClockTime, gst::ClockTime)> {
+    if appsrc.current_state() != gst::State::Playing {
+        return None;
+    }
+    let now = appsrc.clock()?.time();
+    Some((now.checked_sub(appsrc.base_time()?)?, now))
 }
