@@ -95,6 +95,8 @@ pub struct ModelConfig {
     pub ort_library: Option<PathBuf>,
     /// ONNX Runtime intra-op threads (0: ORT's default).
     pub threads: usize,
+    /// Whether intra-op threads spin between runs.
+    pub spin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -18,6 +18,7 @@ pub(crate) const DEFAULT_CONFIDENCE: f32 = 0.35;
 pub(crate) const DEFAULT_NMS_IOU: f32 = 0.45;
 pub(crate) const DEFAULT_PROVIDERS: &[&str] = &["cpu"];
 pub(crate) const DEFAULT_THREADS: usize = 0;
+pub(crate) const DEFAULT_SPIN: bool = false;
 pub(crate) const DEFAULT_TENSORRT_FP16: bool = false;
 pub(crate) const DEFAULT_TENSORRT_ENGINE_CACHE: &str = "/var/cache/roadsight";
 pub(crate) const DEFAULT_CUDA_DEVICE_ID: i32 = 0;
@@ -110,6 +111,10 @@ pub(crate) struct RawModel {
     /// ONNX Runtime intra-op threads, 0 for ORT's choice. Default: [`DEFAULT_THREADS`].
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Let ONNX Runtime's intra-op threads spin between runs. Default: [`DEFAULT_SPIN`] (off:
+    /// spinning buys no latency at a camera's frame rate and burns the CPU decoding needs).
+    #[serde(default)]
+    pub spin: bool,
 }
 
 /// One entry of `model.providers`: a bare name or a table with options.
@@ -236,6 +241,7 @@ impl Default for RawModel {
             providers: default_providers(),
             ort_library: None,
             threads: DEFAULT_THREADS,
+            spin: DEFAULT_SPIN,
         }
     }
 }

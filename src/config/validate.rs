@@ -92,6 +92,7 @@ fn model(m: RawModel, file: &Path, dir: &Path) -> Result<ModelConfig, ConfigErro
         providers: providers(m.providers, file, dir)?,
         ort_library: m.ort_library.map(|p| resolve(dir, &p)),
         threads: m.threads,
+        spin: m.spin,
     })
 }
 
