@@ -115,7 +115,9 @@ impl Detector {
         };
         let outputs = self
             .session
-            .run(ort::inputs![self.shape.input_name.as_str() => input])
+            // Positional: the model has exactly one input (checked at load), and the array form
+            // saves the Vec the named form allocates on every run.
+            .run(ort::inputs![input])
             .map_err(|e| InferError::Run(e.to_string()))?;
         let ran = Instant::now();
         let (out_shape, data) = outputs[self.shape.output_name.as_str()]
