@@ -102,6 +102,32 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Redacts the password of every `scheme://user:password@` inside free text, such as a config
+/// line that a TOML syntax error quotes back.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'').unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@').map(|at| authority.split_at(at)) {
+            Some((userinfo, host)) => {
+                out.push_str(userinfo.split_once(':').map_or(userinfo, |(user, _)| user));
+                if userinfo.contains(':') {
+                    out.push_str(":***");
+                }
+                out.push_str(host);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +136,14 @@ mod tests {
     fn secrets_never_print() {
         let s = Secret("hunter2".into());
         assert_eq!(format!("{s} {s:?}"), "*** ***");
+    }
+
+    #[test]
+    fn redacts_passwords_in_free_text() {
+        let quoted = "2 | url = \"rtsp://admin:hunter2@10.0.0.1/s\n  |   ^ invalid basic string";
+        assert_eq!(redact_text(quoted), "2 | url = \"rtsp://admin:***@10.0.0.1/s\n  |   ^ invalid basic string");
+        assert_eq!(redact_text("a redis://u:p@h:1 and rtsp://cam/x"), "a redis://u:***@h:1 and rtsp://cam/x");
+        assert_eq!(redact_text("rtsp://user@host/ no://"), "rtsp://user@host/ no://");
     }
 
     #[test]

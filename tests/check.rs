@@ -148,3 +148,14 @@ fn a_required_provider_that_cannot_load_is_a_start_up_error() {
     assert_eq!(code, 69, "{out}");
     assert!(out.contains("required but unavailable"), "{out}");
 }
+
+#[test]
+fn a_syntax_error_quotes_the_line_without_its_password() {
+    let redis = "redis://127.0.0.1:9";
+    let config = ConfigDir::new(redis, "");
+    std::fs::write(config.dir.path().join("cameras.d/north.toml"), "id = \"north\"\nurl = \"rtsp://admin:hunter2@10.0.0.1/s\nfps = 5\n").unwrap();
+    let (code, out) = check(&config.path());
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("north.toml") && out.contains("line 2") && out.contains("rtsp://admin:***@10.0.0.1"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+}

@@ -167,6 +167,8 @@ fn from_figment(error: figment::Error, file: &Path, env: Option<&EnvOverrides>) 
         Kind::MissingField(name) => format!("missing field `{name}`"),
         kind => kind.to_string(),
     };
+    // A syntax error quotes the offending line: never a password in a URL on it.
+    let message = crate::credentials::redact_text(&message);
     let metadata = error.metadata.as_ref();
     let wants_string = matches!(&error.kind, Kind::InvalidType(_, e) if e.contains("string"));
     if field.is_empty() {
