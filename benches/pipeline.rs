@@ -22,6 +22,8 @@
 mod procs;
 #[path = "pipeline/floor.rs"]
 mod floor;
+#[path = "support/markdown.rs"]
+mod markdown;
 #[path = "pipeline/measure.rs"]
 mod measure;
 #[path = "pipeline/plot.rs"]

@@ -35,10 +35,13 @@ mod report;
 mod scenarios;
 #[path = "uplink/watch.rs"]
 mod watch;
+#[path = "support/markdown.rs"]
+mod markdown;
 
 use std::time::Instant;
 
-use report::{CpuTimes, table, thousands};
+use markdown::table;
+use report::{CpuTimes, thousands};
 use scenarios::{Kind, Settings, Throughput};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -4,19 +4,9 @@
 use std::fmt::Write as _;
 
 use super::floor::OrtFloor;
+use super::markdown::table;
 use super::scenario::Outcome;
 use super::stack::Pipeline;
-
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = String::new();
-    let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
-    out.push_str(&line(header.iter().map(|s| (*s).to_owned()).collect()));
-    out.push_str(&line(header.iter().map(|_| "---".to_owned()).collect()));
-    for row in rows {
-        out.push_str(&line(row.clone()));
-    }
-    out
-}
 
 pub(crate) fn ms(v: f64) -> String {
     if !v.is_finite() {
