@@ -50,6 +50,10 @@ pub(crate) fn open(env: &Environment, config: &ModelConfig) -> Result<Session, I
     // Spinning keeps a core busy between runs for no gain at camera frame rates: measured on
     // the 2-core box, 2 threads, 185 vs 120 ms CPU per run at the same latency.
     builder = builder.with_intra_op_spinning(config.spin).map_err(ort::Error::from)?;
+    // The memory pattern pre-plans one block for every activation of a run and keeps it in the
+    // arena, rounded up: measured on the default model, 145 vs 105 MiB RSS for ORT alone at the
+    // same CPU per run (96-106 vs 106-112 ms, within run-to-run noise).
+    builder = builder.with_memory_pattern(false).map_err(ort::Error::from)?;
     for provider in &config.providers {
         // The CPU provider is always there, behind every other; registering it explicitly
         // only adds a code path (that aborted in ORT 1.22's device selection).
@@ -69,7 +73,20 @@ pub(crate) fn open(env: &Environment, config: &ModelConfig) -> Result<Session, I
             }
         }
     }
-    open_file(builder, &config.path)
+    let session = open_file(builder, &config.path)?;
+    release_load_garbage();
+    Ok(session)
+}
+
+/// Loading parses the whole model file and copies its weights; the parse buffers are freed but
+/// glibc keeps the pages in the loading thread's arena. Handing them back is worth 25 MiB of
+/// RSS on the default model, once per session.
+fn release_load_garbage() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free pages of the allocator to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn open_file(mut builder: SessionBuilder, path: &Path) -> Result<Session, InferError> {
