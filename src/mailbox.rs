@@ -1,9 +1,12 @@
 //! The hand-over from capture to inference: one slot per camera, newest frame wins.
 //!
-//! Each camera's capture callback [`Mailboxes::put`]s its newest frame; a frame that was not
-//! taken yet is replaced and returned to the caller, which counts it as stale. The inference
-//! thread [`Mailboxes::take`]s frames round-robin across cameras, so a fast camera cannot
-//! starve a slow one, and blocks while every slot is empty. Nothing here allocates per frame.
+//! This is the inference scheduler every camera shares. Each camera's capture callback
+//! [`Mailboxes::put`]s its newest frame (capture has already applied the camera's fps cap, before
+//! scaling, where dropping is cheapest); a frame that was not taken yet is replaced and returned
+//! to the caller, which counts it as stale. Inference workers [`Mailboxes::take_into`] a batch of
+//! what is ready *now*: at most one frame per camera, up to the batch size, round-robin from
+//! where the last batch stopped, so a fast camera cannot starve a slow one. A batch never waits
+//! to fill; a worker blocks only while every slot is empty. Nothing here allocates per frame.
 //!
 //! Slots come and go with the camera set (a reload adds and removes cameras): there is one per
 //! running camera, and a freed slot is reused by the next camera added.
@@ -13,9 +16,10 @@ use std::time::Duration;
 
 use crate::frame::{CameraSlot, Frame};
 
-/// What [`Mailboxes::take`] returns.
+/// What [`Mailboxes::take_into`] returns.
 pub(crate) enum Take {
-    Frame(Frame),
+    /// At least one frame was appended to the batch.
+    Ready,
     /// Nothing arrived within the timeout (the caller checks for shutdown and heartbeats).
     Idle,
     /// [`Mailboxes::close`] was called and every slot is empty.
@@ -77,17 +81,25 @@ impl Mailboxes {
         Ok(stale)
     }
 
-    /// Takes the next frame, round-robin over cameras, waiting up to `timeout` for one.
-    pub(crate) fn take(&self, timeout: Duration) -> Take {
+    /// Appends to `batch` (expected empty) the frames ready now, at most `max` and one per
+    /// camera, round-robin; waits up to `timeout` while there is none.
+    pub(crate) fn take_into(&self, max: usize, timeout: Duration, batch: &mut Vec<Frame>) -> Take {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let n = slots.frames.len();
+            let start = slots.next;
             for i in 0..n {
-                let idx = (slots.next + i) % n;
+                if batch.len() >= max {
+                    break;
+                }
+                let idx = (start + i) % n;
                 if let Some(frame) = slots.frames[idx].take() {
                     slots.next = (idx + 1) % n;
-                    return Take::Frame(frame);
+                    batch.push(frame);
                 }
+            }
+            if !batch.is_empty() {
+                return Take::Ready;
             }
             if slots.closed {
                 return Take::Closed;
@@ -148,9 +160,27 @@ pub(crate) mod tests {
         }
     }
 
-    fn seq(take: Take) -> Option<(String, u64)> {
+    impl Mailboxes {
+        /// One frame, as a batch-1 worker takes it.
+        fn take(&self, timeout: Duration) -> Take1 {
+            let mut batch = Vec::new();
+            match self.take_into(1, timeout, &mut batch) {
+                Take::Ready => Take1::Frame(batch.pop().unwrap()),
+                Take::Idle => Take1::Idle,
+                Take::Closed => Take1::Closed,
+            }
+        }
+    }
+
+    enum Take1 {
+        Frame(Frame),
+        Idle,
+        Closed,
+    }
+
+    fn seq(take: Take1) -> Option<(String, u64)> {
         match take {
-            Take::Frame(f) => Some((f.camera.id.clone(), f.seq)),
+            Take1::Frame(f) => Some((f.camera.id.clone(), f.seq)),
             _ => None,
         }
     }
@@ -171,7 +201,7 @@ pub(crate) mod tests {
         let stale = boxes.put(0, frame(&cam, 2)).unwrap().expect("the first frame comes back");
         assert_eq!(stale.seq, 1);
         assert_eq!(seq(boxes.take(Duration::ZERO)), Some(("a".into(), 2)));
-        assert!(matches!(boxes.take(Duration::from_millis(10)), Take::Idle));
+        assert!(matches!(boxes.take(Duration::from_millis(10)), Take1::Idle));
     }
 
     #[test]
@@ -197,6 +227,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_batch_takes_what_is_ready_now_one_frame_per_camera() {
+        let boxes = mailboxes(4);
+        let cams = [camera("a"), camera("b"), camera("c"), camera("d")];
+        let ids = |batch: &[Frame]| batch.iter().map(|f| f.camera.id.clone()).collect::<Vec<_>>();
+        let mut batch = Vec::new();
+        // Only one camera ready: a batch of one, at once.
+        boxes.put(2, frame(&cams[2], 1)).unwrap();
+        assert!(matches!(boxes.take_into(4, Duration::ZERO, &mut batch), Take::Ready));
+        assert_eq!(ids(&batch), ["c"]);
+        batch.clear();
+        // Three ready, batch size 2: the first two from where the last batch stopped (after c).
+        for slot in [0, 1, 3] {
+            boxes.put(slot, frame(&cams[slot], 2)).unwrap();
+        }
+        assert!(matches!(boxes.take_into(2, Duration::ZERO, &mut batch), Take::Ready));
+        assert_eq!(ids(&batch), ["d", "a"]);
+        batch.clear();
+        assert!(matches!(boxes.take_into(2, Duration::ZERO, &mut batch), Take::Ready));
+        assert_eq!(ids(&batch), ["b"], "never more than one frame per camera, never waits to fill");
+        batch.clear();
+        assert!(matches!(boxes.take_into(2, Duration::ZERO, &mut batch), Take::Idle));
+    }
+
+    #[test]
     fn close_drains_waiting_frames_then_reports_closed() {
         let boxes = Arc::new(mailboxes(2));
         let cam = camera("a");
@@ -204,7 +258,7 @@ pub(crate) mod tests {
         boxes.close();
         assert!(boxes.put(0, frame(&cam, 6)).is_err(), "refused after close");
         assert_eq!(seq(boxes.take(Duration::ZERO)), Some(("a".into(), 5)));
-        assert!(matches!(boxes.take(Duration::ZERO), Take::Closed));
+        assert!(matches!(boxes.take(Duration::ZERO), Take1::Closed));
     }
 
     #[test]
@@ -214,7 +268,7 @@ pub(crate) mod tests {
         boxes.put(0, frame(&a, 1)).unwrap();
         assert_eq!(boxes.remove(0).map(|f| f.seq), Some(1), "the waiting frame comes back");
         assert!(boxes.put(0, frame(&a, 2)).is_err(), "a freed slot refuses frames");
-        assert!(matches!(boxes.take(Duration::ZERO), Take::Idle));
+        assert!(matches!(boxes.take(Duration::ZERO), Take1::Idle));
         assert_eq!(boxes.add(), 0, "the freed slot is reused");
         boxes.put(0, frame(&b, 7)).unwrap();
         assert_eq!(seq(boxes.take(Duration::ZERO)), Some(("b".into(), 7)));

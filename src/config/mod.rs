@@ -97,6 +97,10 @@ pub struct ModelConfig {
     pub threads: usize,
     /// Whether intra-op threads spin between runs.
     pub spin: bool,
+    /// Inference workers (sessions), at least 1.
+    pub workers: usize,
+    /// Most frames per run when the model's batch dimension is dynamic, at least 1.
+    pub max_batch: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

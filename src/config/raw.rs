@@ -19,6 +19,8 @@ pub(crate) const DEFAULT_NMS_IOU: f32 = 0.45;
 pub(crate) const DEFAULT_PROVIDERS: &[&str] = &["cpu"];
 pub(crate) const DEFAULT_THREADS: usize = 0;
 pub(crate) const DEFAULT_SPIN: bool = false;
+pub(crate) const DEFAULT_WORKERS: usize = 1;
+pub(crate) const DEFAULT_MAX_BATCH: usize = 8;
 pub(crate) const DEFAULT_TENSORRT_FP16: bool = false;
 pub(crate) const DEFAULT_TENSORRT_ENGINE_CACHE: &str = "/var/cache/roadsight";
 pub(crate) const DEFAULT_CUDA_DEVICE_ID: i32 = 0;
@@ -115,6 +117,14 @@ pub(crate) struct RawModel {
     /// spinning buys no latency at a camera's frame rate and burns the CPU decoding needs).
     #[serde(default)]
     pub spin: bool,
+    /// Inference workers, each with its own session, sharing the cameras. Default:
+    /// [`DEFAULT_WORKERS`].
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Most frames per run for a model with a dynamic batch dimension (a fixed-batch model runs
+    /// one frame at a time). Default: [`DEFAULT_MAX_BATCH`].
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
 }
 
 /// One entry of `model.providers`: a bare name or a table with options.
@@ -242,6 +252,8 @@ impl Default for RawModel {
             ort_library: None,
             threads: DEFAULT_THREADS,
             spin: DEFAULT_SPIN,
+            workers: DEFAULT_WORKERS,
+            max_batch: DEFAULT_MAX_BATCH,
         }
     }
 }
@@ -323,6 +335,12 @@ fn default_providers() -> Vec<RawProvider> {
 }
 fn default_threads() -> usize {
     DEFAULT_THREADS
+}
+fn default_workers() -> usize {
+    DEFAULT_WORKERS
+}
+fn default_max_batch() -> usize {
+    DEFAULT_MAX_BATCH
 }
 fn default_publish_queue() -> usize {
     DEFAULT_PUBLISH_QUEUE

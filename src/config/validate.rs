@@ -93,7 +93,22 @@ fn model(m: RawModel, file: &Path, dir: &Path) -> Result<ModelConfig, ConfigErro
         ort_library: m.ort_library.map(|p| resolve(dir, &p)),
         threads: m.threads,
         spin: m.spin,
+        workers: in_range(m.workers, 1..=MAX_WORKERS).map_err(at("model.workers"))?,
+        max_batch: in_range(m.max_batch, 1..=MAX_BATCH).map_err(at("model.max_batch"))?,
     })
+}
+
+/// Upper bounds for `model.workers` and `model.max_batch`: each worker holds a session (its
+/// weights and activations), each batch slot a frame of input.
+const MAX_WORKERS: usize = 16;
+const MAX_BATCH: usize = 64;
+
+fn in_range(value: usize, range: std::ops::RangeInclusive<usize>) -> Result<usize, String> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is out of range, expected {} to {}", range.start(), range.end()))
+    }
 }
 
 /// Validates one camera file against the already validated model.

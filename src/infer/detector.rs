@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::{PrimitiveTensorElementType, TensorRef};
 
 use super::decode::{DecodeParams, check_output_shape, decode};
 use super::input::{self, InputKind};
@@ -22,7 +22,7 @@ pub struct StageTimes {
 use crate::config::{DecoderKind, ModelConfig};
 use crate::frame::Detection;
 
-/// A loaded model, ready to run on letterboxed RGB frames.
+/// A loaded model, ready to run on letterboxed RGB frames, one at a time or in batches.
 pub struct Detector {
     session: Session,
     /// Kept alive for the session's lifetime.
@@ -31,10 +31,26 @@ pub struct Detector {
     decoder: DecoderKind,
     num_classes: usize,
     nms_iou: f32,
-    /// Conversion target for models that do not take uint8 NHWC (allocated once).
+    /// Most frames per run: `model.max_batch` for a dynamic batch dimension, else 1.
+    max_batch: usize,
+    /// Model input for conversions and batches, sized for `max_batch` frames once; a single
+    /// uint8 NHWC frame needs neither.
     scratch_f32: Vec<f32>,
     scratch_u8: Vec<u8>,
     out: Vec<Detection>,
+    /// Address of the data of the last tensor handed to ONNX Runtime (zero-copy check).
+    last_input: usize,
+}
+
+/// One frame of a batch, as the detector reads it.
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    /// Packed RGB, model width × height.
+    pub rgb: &'a [u8],
+    pub letterbox: &'a Letterbox,
+    pub confidence: f32,
+    /// Class indices kept; `None`: all.
+    pub allowed: Option<&'a [u32]>,
 }
 
 impl Detector {
@@ -53,11 +69,12 @@ impl Detector {
         check_output_shape(config.decoder, &shape.output_shape, num_classes).map_err(|reason| {
             InferError::Model { field: "model.decoder", path: config.path.clone(), reason: format!("output `{}`: {reason}", shape.output_name) }
         })?;
-        let pixels = (shape.height * shape.width * 3) as usize;
+        let max_batch = if shape.dynamic_batch { config.max_batch } else { 1 };
+        let room = max_batch * (shape.height * shape.width * 3) as usize;
         let (scratch_f32, scratch_u8) = match shape.input {
-            InputKind::U8Nhwc => (Vec::new(), Vec::new()),
-            InputKind::U8Nchw => (Vec::new(), vec![0; pixels]),
-            InputKind::F32Nhwc | InputKind::F32Nchw => (vec![0.0; pixels], Vec::new()),
+            InputKind::U8Nhwc if max_batch == 1 => (Vec::new(), Vec::new()),
+            InputKind::U8Nhwc | InputKind::U8Nchw => (Vec::new(), vec![0; room]),
+            InputKind::F32Nhwc | InputKind::F32Nchw => (vec![0.0; room], Vec::new()),
         };
         Ok(Detector {
             session,
@@ -66,9 +83,11 @@ impl Detector {
             decoder: config.decoder,
             num_classes,
             nms_iou: config.nms_iou,
+            max_batch,
             scratch_f32,
             scratch_u8,
             out: Vec::with_capacity(128),
+            last_input: 0,
         })
     }
 
@@ -77,11 +96,23 @@ impl Detector {
         &self.shape
     }
 
+    /// Most frames [`Detector::detect_batch`] takes in one run.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Where the data of the last input tensor handed to ONNX Runtime lives: for a uint8 NHWC
+    /// model run on one frame, the frame's own buffer.
+    pub fn last_input_address(&self) -> usize {
+        self.last_input
+    }
+
     /// Runs the model on one packed RGB frame of the model's input size and returns the
     /// detections in source pixels, with where the time went.
     ///
     /// # Errors
-    /// [`InferError::Run`] if the frame has the wrong size or ONNX Runtime fails.
+    /// [`InferError::Run`] if the frame has the wrong size, ONNX Runtime fails or the output
+    /// does not decode.
     pub fn detect(
         &mut self,
         rgb: &[u8],
@@ -89,44 +120,129 @@ impl Detector {
         confidence: f32,
         allowed: Option<&[u32]>,
     ) -> Result<(&[Detection], StageTimes), InferError> {
-        let (h, w) = (self.shape.height, self.shape.width);
-        let expected = (h * w * 3) as usize;
-        if rgb.len() != expected {
-            return Err(InferError::Run(format!("frame has {} bytes, the model takes {expected}", rgb.len())));
+        let input = Input { rgb, letterbox, confidence, allowed };
+        let mut outcome = Err(InferError::Run("no output".into()));
+        self.detect_batch(1, |_| input, |_, result| outcome = result.map(|(_, times)| times))?;
+        Ok((&self.out, outcome?))
+    }
+
+    /// Runs the model once on `n` frames (1 to [`Detector::max_batch`]), `input(i)` being
+    /// frame `i`, and calls `each(i, result)` for every frame in order: its detections in
+    /// source pixels, or why its output did not decode (that frame alone is lost).
+    ///
+    /// # Errors
+    /// [`InferError::Run`] when `n` is out of range, a frame has the wrong size or ONNX
+    /// Runtime fails: nothing was decoded, and the caller may retry the frames one by one.
+    pub fn detect_batch<'f>(
+        &mut self,
+        n: usize,
+        input: impl Fn(usize) -> Input<'f>,
+        mut each: impl FnMut(usize, Result<(&[Detection], StageTimes), InferError>),
+    ) -> Result<(), InferError> {
+        if n == 0 || n > self.max_batch {
+            return Err(InferError::Run(format!("batch of {n}, the model takes 1 to {}", self.max_batch)));
         }
-        let dims = self.shape.input.shape(h, w);
+        let (h, w) = (self.shape.height, self.shape.width);
         let plane = (h * w) as usize;
+        let size = plane * 3;
+        if let Some(bad) = (0..n).map(|i| input(i).rgb.len()).find(|&len| len != size) {
+            return Err(InferError::Run(format!("frame has {bad} bytes, the model takes {size}")));
+        }
+        let dims = self.shape.input.shape(n, h, w);
         let started = Instant::now();
-        // The uint8 NHWC case borrows the mapped GStreamer buffer: no copy.
-        let input = match self.shape.input {
-            InputKind::U8Nhwc => TensorRef::from_array_view((dims, rgb))?.into_dyn(),
+        // One uint8 NHWC frame borrows the mapped GStreamer buffer: no copy. A batch is
+        // gathered into the scratch buffer; other layouts are converted into it.
+        let tensor = match self.shape.input {
+            InputKind::U8Nhwc if n == 1 => view(dims, input(0).rgb, &mut self.last_input)?,
+            InputKind::U8Nhwc => {
+                for (i, dst) in self.scratch_u8.chunks_exact_mut(size).take(n).enumerate() {
+                    dst.copy_from_slice(input(i).rgb);
+                }
+                view(dims, &self.scratch_u8[..n * size], &mut self.last_input)?
+            }
             InputKind::U8Nchw => {
-                input::to_nchw(rgb, plane, &mut self.scratch_u8, |v| v);
-                TensorRef::from_array_view((dims, self.scratch_u8.as_slice()))?.into_dyn()
+                for (i, dst) in self.scratch_u8.chunks_exact_mut(size).take(n).enumerate() {
+                    input::to_nchw(input(i).rgb, plane, dst, |v| v);
+                }
+                view(dims, &self.scratch_u8[..n * size], &mut self.last_input)?
             }
             InputKind::F32Nhwc => {
-                input::to_f32_nhwc(rgb, &mut self.scratch_f32);
-                TensorRef::from_array_view((dims, self.scratch_f32.as_slice()))?.into_dyn()
+                for (i, dst) in self.scratch_f32.chunks_exact_mut(size).take(n).enumerate() {
+                    input::to_f32_nhwc(input(i).rgb, dst);
+                }
+                view(dims, &self.scratch_f32[..n * size], &mut self.last_input)?
             }
             InputKind::F32Nchw => {
-                input::to_nchw(rgb, plane, &mut self.scratch_f32, |v| f32::from(v) / 255.0);
-                TensorRef::from_array_view((dims, self.scratch_f32.as_slice()))?.into_dyn()
+                for (i, dst) in self.scratch_f32.chunks_exact_mut(size).take(n).enumerate() {
+                    input::to_nchw(input(i).rgb, plane, dst, |v| f32::from(v) / 255.0);
+                }
+                view(dims, &self.scratch_f32[..n * size], &mut self.last_input)?
             }
         };
         let outputs = self
             .session
             // Positional: the model has exactly one input (checked at load), and the array form
             // saves the Vec the named form allocates on every run.
-            .run(ort::inputs![input])
+            .run(ort::inputs![tensor])
             .map_err(|e| InferError::Run(e.to_string()))?;
-        let ran = Instant::now();
+        let inference = started.elapsed();
         let (out_shape, data) = outputs[self.shape.output_name.as_str()]
             .try_extract_tensor::<f32>()
             .map_err(|e| InferError::Run(e.to_string()))?;
-        let params = DecodeParams { confidence, nms_iou: self.nms_iou, allowed, num_classes: self.num_classes };
-        decode(self.decoder, out_shape, data, &params, letterbox, &mut self.out)
-            .map_err(|e| InferError::Run(e.to_string()))?;
-        let times = StageTimes { inference: ran - started, postprocess: ran.elapsed() };
-        Ok((&self.out, times))
+        let items = per_frame(out_shape, data.len(), n).map_err(InferError::Run)?;
+        for i in 0..n {
+            let decoding = Instant::now();
+            let frame = input(i);
+            let params = DecodeParams {
+                confidence: frame.confidence,
+                nms_iou: self.nms_iou,
+                allowed: frame.allowed,
+                num_classes: self.num_classes,
+            };
+            let chunk = &data[i * items.len..(i + 1) * items.len];
+            let result = decode(self.decoder, items.shape(), chunk, &params, frame.letterbox, &mut self.out)
+                .map_err(|e| InferError::Run(e.to_string()))
+                .map(|()| (self.out.as_slice(), StageTimes { inference, postprocess: decoding.elapsed() }));
+            each(i, result);
+        }
+        Ok(())
     }
+}
+
+/// Wraps `data` as an input tensor without copying; records where ONNX Runtime sees its data.
+fn view<'a, T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
+    dims: [i64; 4],
+    data: &'a [T],
+    seen_at: &mut usize,
+) -> Result<ort::value::DynValueRef<'a>, InferError> {
+    let tensor = TensorRef::from_array_view((dims, data))?;
+    *seen_at = tensor.data_ptr() as usize;
+    Ok(tensor.into_dyn())
+}
+
+/// The shape and length of one frame's slice of a batched output.
+struct ItemShape {
+    dims: [i64; MAX_OUTPUT_RANK],
+    rank: usize,
+    len: usize,
+}
+
+impl ItemShape {
+    fn shape(&self) -> &[i64] {
+        &self.dims[..self.rank]
+    }
+}
+
+const MAX_OUTPUT_RANK: usize = 6;
+
+/// Splits an output of `n` frames along its first dimension.
+fn per_frame(shape: &[i64], values: usize, n: usize) -> Result<ItemShape, String> {
+    let rank = shape.len();
+    if rank == 0 || rank > MAX_OUTPUT_RANK || shape[0] != n as i64 || values % n != 0 {
+        return Err(format!("output shape {shape:?} does not hold a batch of {n}"));
+    }
+    let mut dims = [0; MAX_OUTPUT_RANK];
+    dims[..rank].copy_from_slice(shape);
+    dims[0] = 1;
+    Ok(ItemShape { dims, rank, len: values / n })
 }

@@ -20,7 +20,7 @@ pub enum InputKind {
 
 impl InputKind {
     /// Recognises an RGB image input from its element type and declared shape; returns the kind,
-    /// height and width. A batch dimension of -1 (dynamic) is accepted and fed as 1.
+    /// height and width. A batch dimension of -1 (dynamic) is accepted.
     pub(crate) fn from_shape(u8_input: bool, dims: &[i64]) -> Option<(InputKind, u32, u32)> {
         let size = |h: i64, w: i64| (h > 0 && w > 0).then(|| (h as u32, w as u32));
         match *dims {
@@ -36,12 +36,12 @@ impl InputKind {
         }
     }
 
-    /// The shape fed to the model.
-    pub(crate) fn shape(self, height: u32, width: u32) -> [i64; 4] {
-        let (h, w) = (i64::from(height), i64::from(width));
+    /// The shape fed to the model for `batch` frames.
+    pub(crate) fn shape(self, batch: usize, height: u32, width: u32) -> [i64; 4] {
+        let (n, h, w) = (batch as i64, i64::from(height), i64::from(width));
         match self {
-            InputKind::U8Nhwc | InputKind::F32Nhwc => [1, h, w, 3],
-            InputKind::U8Nchw | InputKind::F32Nchw => [1, 3, h, w],
+            InputKind::U8Nhwc | InputKind::F32Nhwc => [n, h, w, 3],
+            InputKind::U8Nchw | InputKind::F32Nchw => [n, 3, h, w],
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Inference: the second stage. One OS thread takes the newest frame of each camera from the
-//! [`Mailboxes`](crate::mailbox::Mailboxes), runs the detector through ONNX Runtime, decodes
-//! the output into [`Detections`](crate::frame::Detections) and hands them to the publisher.
+//! Inference: the second stage. Workers (OS threads, `model.workers`, each with its own
+//! session) take batches of the newest frame of each ready camera from the
+//! [`Mailboxes`](crate::mailbox::Mailboxes), run the detector through ONNX Runtime, decode
+//! the output into [`Detections`](crate::frame::Detections) and hand them to the publisher.
 //! It never waits for Redis: the publish queue drops its oldest entry when full.
 
 mod decode;
@@ -13,7 +14,7 @@ mod worker;
 
 use std::path::PathBuf;
 
-pub use detector::{Detector, StageTimes};
+pub use detector::{Detector, Input, StageTimes};
 pub use input::InputKind;
 pub use letterbox::Letterbox;
 pub use session::ModelShape;

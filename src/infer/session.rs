@@ -2,6 +2,7 @@
 //! configured order, and checking the model's input and output against what we feed it.
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use ort::environment::Environment;
 use ort::ep::{CUDA, ExecutionProviderDispatch, TensorRT};
@@ -21,15 +22,25 @@ pub struct ModelShape {
     pub input: InputKind,
     /// Input height and width in pixels.
     pub height: u32,
+    /// Whether the batch dimension is dynamic (-1): the model takes batches of any size.
+    pub dynamic_batch: bool,
     pub width: u32,
     pub output_name: String,
     /// Output shape as the model declares it (-1 for dynamic dimensions).
     pub output_shape: Vec<i64>,
 }
 
+/// ONNX Runtime allows one environment per process; every session (one per inference worker,
+/// `check`, `warmup`) shares it.
+static RUNTIME: Mutex<Option<Environment>> = Mutex::new(None);
+
 /// Loads `libonnxruntime.so` once per process: the configured path, else `ORT_DYLIB_PATH`,
-/// else the system's library.
+/// else the system's library. Later calls share the first environment.
 pub(crate) fn load_runtime(config: &ModelConfig) -> Result<Environment, InferError> {
+    let mut runtime = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(env) = runtime.as_ref() {
+        return Ok(env.clone());
+    }
     let path = match (&config.ort_library, std::env::var_os("ORT_DYLIB_PATH")) {
         (Some(path), _) => path.clone(),
         (None, Some(env)) => env.into(),
@@ -37,15 +48,17 @@ pub(crate) fn load_runtime(config: &ModelConfig) -> Result<Environment, InferErr
     };
     let builder = ort::init_from(&path)
         .map_err(|e| InferError::Runtime(format!("cannot load {}: {e}", path.display())))?;
-    Ok(builder.with_name("roadsightd").with_telemetry(false).build()?)
+    let env = builder.with_name("roadsightd").with_telemetry(false).build()?;
+    *runtime = Some(env.clone());
+    Ok(env)
 }
 
 /// Builds a session for `config.path` with the configured providers, in order. A provider
 /// that cannot be registered is logged once and skipped unless marked `required`.
 pub(crate) fn open(env: &Environment, config: &ModelConfig) -> Result<Session, InferError> {
     let mut builder = Session::builder(env)?;
-    if config.threads > 0 {
-        builder = builder.with_intra_threads(config.threads).map_err(ort::Error::from)?;
+    if let Some(threads) = intra_threads(config) {
+        builder = builder.with_intra_threads(threads).map_err(ort::Error::from)?;
     }
     // Spinning keeps a core busy between runs for no gain at camera frame rates: measured on
     // the 2-core box, 2 threads, 185 vs 120 ms CPU per run at the same latency.
@@ -87,6 +100,16 @@ fn release_load_garbage() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Intra-op threads per session: as configured, else ONNX Runtime's choice (one per core) for
+/// a single worker, and the cores shared out between several.
+fn intra_threads(config: &ModelConfig) -> Option<usize> {
+    if config.threads > 0 {
+        return Some(config.threads);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (config.workers > 1).then(|| (cores / config.workers).max(1))
 }
 
 fn open_file(mut builder: SessionBuilder, path: &Path) -> Result<Session, InferError> {
@@ -144,6 +167,7 @@ pub(crate) fn model_shape(session: &Session, path: &Path) -> Result<ModelShape, 
     Ok(ModelShape {
         input_name: input.name().to_owned(),
         input: kind,
+        dynamic_batch: dims.first() == Some(&-1),
         height,
         width,
         output_name: output.name().to_owned(),

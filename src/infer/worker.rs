@@ -1,69 +1,187 @@
-//! The inference thread: mailbox → detector → publish queue.
+//! Inference workers: mailboxes → detector → publish queue.
+//!
+//! Each worker owns a detector (its own session) and takes batches of what the cameras have
+//! ready now; `model.workers` of them share the cameras. A run that fails for a whole batch is
+//! retried frame by frame, so one bad frame costs that frame, not its neighbours.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::Detector;
-use crate::frame::{Detections, Frame};
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::{Detector, InferError, Input, StageTimes};
+use crate::frame::{Detection, Detections, Frame};
 use crate::mailbox::{Mailboxes, Take};
 use crate::publish::PublishQueue;
 use crate::telemetry::DropReason;
 
-/// How long the thread waits for a frame before it reports that it is alive anyway.
+/// How long a worker waits for a frame before it reports that it is alive anyway.
 const IDLE_TICK: Duration = Duration::from_millis(500);
 
-/// Proof of progress for the watchdog: bumped on every loop turn, busy or idle.
-#[derive(Debug, Default)]
-pub(crate) struct Heartbeat(AtomicU64);
+/// Proof of progress for the watchdog: one counter per worker, bumped on every loop turn, busy
+/// or idle.
+#[derive(Debug)]
+pub(crate) struct Heartbeat(Box<[AtomicU64]>);
 
 impl Heartbeat {
-    fn beat(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn new(workers: usize) -> Self {
+        Self((0..workers).map(|_| AtomicU64::new(0)).collect())
     }
 
-    /// The number of turns so far; a value that stops changing means a wedged thread.
-    pub(crate) fn count(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+    fn beat(&self, worker: usize) {
+        self.0[worker].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Each worker's number of turns so far; one that stops changing means a wedged worker.
+    pub(crate) fn counts(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed))
     }
 }
 
-/// Starts the inference thread. It ends when the mailboxes are closed and drained, after
-/// handing every result to `queue`.
+/// The running workers.
+pub(crate) struct Workers(Vec<JoinHandle<()>>);
+
+impl Workers {
+    /// Waits for every worker to finish.
+    pub(crate) fn join(self) {
+        for worker in self.0 {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Starts one worker per detector. They end when the mailboxes are closed and drained; the
+/// last one out closes `queue`, after handing it every result.
 pub(crate) fn spawn(
-    mut detector: Detector,
+    detectors: Vec<Detector>,
     mailboxes: Arc<Mailboxes>,
     queue: Arc<PublishQueue>,
     heartbeat: Arc<Heartbeat>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("infer".into()).spawn(move || {
+    batch_sizes: Histogram,
+) -> std::io::Result<Workers> {
+    let running = Arc::new(AtomicUsize::new(detectors.len()));
+    let mut handles = Vec::with_capacity(detectors.len());
+    for (index, detector) in detectors.into_iter().enumerate() {
+        let worker = Worker {
+            index,
+            detector,
+            mailboxes: Arc::clone(&mailboxes),
+            queue: Arc::clone(&queue),
+            heartbeat: Arc::clone(&heartbeat),
+            batch_sizes: batch_sizes.clone(),
+            running: Arc::clone(&running),
+        };
+        let name = if index == 0 { "infer".to_owned() } else { format!("infer-{index}") };
+        handles.push(std::thread::Builder::new().name(name).spawn(move || worker.run())?);
+    }
+    Ok(Workers(handles))
+}
+
+struct Worker {
+    index: usize,
+    detector: Detector,
+    mailboxes: Arc<Mailboxes>,
+    queue: Arc<PublishQueue>,
+    heartbeat: Arc<Heartbeat>,
+    batch_sizes: Histogram,
+    running: Arc<AtomicUsize>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.detector.max_batch());
         loop {
-            heartbeat.beat();
+            self.heartbeat.beat(self.index);
             #[cfg(feature = "fault-injection")]
             wedge_if_asked();
-            match mailboxes.take(IDLE_TICK) {
-                Take::Frame(frame) => {
-                    let camera = Arc::clone(&frame.camera);
-                    // A bug in post-processing must cost one frame, not the daemon's only
-                    // inference thread.
-                    let run = std::panic::AssertUnwindSafe(|| process(&mut detector, frame, &queue));
+            match self.mailboxes.take_into(self.detector.max_batch(), IDLE_TICK, &mut batch) {
+                Take::Ready => {
+                    // A bug in post-processing must cost its frames, not the worker.
+                    let run = std::panic::AssertUnwindSafe(|| self.process(&batch));
                     if std::panic::catch_unwind(run).is_err() {
-                        camera.metrics.drop(DropReason::InferenceError, 1);
-                        tracing::error!(camera = %camera.id, stage = "infer", "Frame dropped: inference panicked.");
+                        for frame in &batch {
+                            frame.camera.metrics.drop(DropReason::InferenceError, 1);
+                        }
+                        tracing::error!(stage = "infer", frames = batch.len(), "Frames dropped: inference panicked.");
                     }
+                    // Releases the GStreamer buffers: they go back to the pool.
+                    batch.clear();
                 }
                 Take::Idle => {}
                 Take::Closed => break,
             }
         }
-        queue.close();
-        tracing::debug!(stage = "infer", "Inference thread stopped.");
-    })
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.queue.close();
+        }
+        tracing::debug!(stage = "infer", worker = self.index, "Inference worker stopped.");
+    }
+
+    fn process(&mut self, batch: &[Frame]) {
+        self.batch_sizes.observe(batch.len() as f64);
+        for frame in batch {
+            frame.camera.metrics.mailbox_wait.observe(frame.arrived.elapsed().as_secs_f64());
+        }
+        let queue = &self.queue;
+        let ran = self.detector.detect_batch(batch.len(), |i| input(&batch[i]), |i, result| finish(&batch[i], result, queue));
+        let Err(e) = ran else { return };
+        if batch.len() == 1 {
+            return dropped(&batch[0], &e);
+        }
+        tracing::debug!(stage = "infer", frames = batch.len(), error = %e, "Batch failed; running its frames one by one.");
+        for frame in batch {
+            if let Err(e) = self.detector.detect_batch(1, |_| input(frame), |_, result| finish(frame, result, queue)) {
+                dropped(frame, &e);
+            }
+        }
+    }
+}
+
+fn input(frame: &Frame) -> Input<'_> {
+    Input {
+        rgb: &frame.pixels,
+        letterbox: &frame.letterbox,
+        confidence: frame.camera.confidence,
+        allowed: frame.camera.classes.as_deref(),
+    }
+}
+
+/// Hands one frame's detections to the publisher, or counts it as lost.
+fn finish(frame: &Frame, result: Result<(&[Detection], StageTimes), InferError>, queue: &PublishQueue) {
+    let camera = &frame.camera;
+    let (objects, took) = match result {
+        Ok(ok) => ok,
+        Err(e) => return dropped(frame, &e),
+    };
+    camera.metrics.processed.inc();
+    camera.metrics.inference.observe(took.inference.as_secs_f64());
+    camera.metrics.postprocess.observe(took.postprocess.as_secs_f64());
+    if objects.is_empty() && !camera.publish_empty {
+        return;
+    }
+    queue.push(Detections {
+        camera: Arc::clone(camera),
+        seq: frame.seq,
+        ts_us: frame.ts_us,
+        clock: frame.clock,
+        width: frame.letterbox.src_w,
+        height: frame.letterbox.src_h,
+        inference_us: took.inference.as_micros() as u64,
+        arrived: frame.arrived,
+        handed_over: Instant::now(),
+        objects: objects.to_vec(),
+    });
+}
+
+fn dropped(frame: &Frame, e: &InferError) {
+    frame.camera.metrics.drop(DropReason::InferenceError, 1);
+    tracing::warn!(camera = %frame.camera.id, stage = "infer", seq = frame.seq, error = %e, "Frame dropped: inference failed.");
 }
 
 /// Test hook (cargo feature `fault-injection`, never in a release build): once the file named
-/// by `ROADSIGHTD_FAULT_WEDGE_INFERENCE` exists, the thread hangs like a wedged provider would.
+/// by `ROADSIGHTD_FAULT_WEDGE_INFERENCE` exists, the worker hangs like a wedged provider would.
 /// (Not `ROADSIGHT_`: that prefix overrides config keys.)
 #[cfg(feature = "fault-injection")]
 fn wedge_if_asked() {
@@ -75,39 +193,3 @@ fn wedge_if_asked() {
         }
     }
 }
-
-fn process(detector: &mut Detector, frame: Frame, queue: &PublishQueue) {
-    let camera = &frame.camera;
-    camera.metrics.mailbox_wait.observe(frame.arrived.elapsed().as_secs_f64());
-    let result = detector.detect(&frame.pixels, &frame.letterbox, camera.confidence, camera.classes.as_deref());
-    match result {
-        Ok((objects, took)) => {
-            camera.metrics.processed.inc();
-            camera.metrics.inference.observe(took.inference.as_secs_f64());
-            camera.metrics.postprocess.observe(took.postprocess.as_secs_f64());
-            if objects.is_empty() && !camera.publish_empty {
-                return;
-            }
-            let detections = Detections {
-                camera: Arc::clone(camera),
-                seq: frame.seq,
-                ts_us: frame.ts_us,
-                clock: frame.clock,
-                width: frame.letterbox.src_w,
-                height: frame.letterbox.src_h,
-                inference_us: took.inference.as_micros() as u64,
-                arrived: frame.arrived,
-                handed_over: Instant::now(),
-                objects: objects.to_vec(),
-            };
-            // Release the GStreamer buffer before queueing: it goes back to the pool.
-            drop(frame);
-            queue.push(detections);
-        }
-        Err(e) => {
-            camera.metrics.drop(DropReason::InferenceError, 1);
-            tracing::warn!(camera = %camera.id, stage = "infer", seq = frame.seq, error = %e, "Frame dropped: inference failed.");
-        }
-    }
-}
-

@@ -30,8 +30,8 @@ pub(super) struct Health {
     heartbeat: Arc<Heartbeat>,
     /// Inference silent for longer than this is wedged.
     stall_limit: Duration,
-    last_beat: u64,
-    last_change: Instant,
+    /// Per inference worker: its last heartbeat count and when that count last changed.
+    beats: Vec<(u64, Instant)>,
     stalled: bool,
     status_at: Instant,
     processed_at_status: u64,
@@ -45,10 +45,9 @@ impl Health {
         let now = Instant::now();
         Self {
             notifier,
-            last_beat: heartbeat.count(),
+            beats: heartbeat.counts().map(|count| (count, now)).collect(),
             heartbeat,
             stall_limit: half_watchdog.min(INFER_STALL),
-            last_change: now,
             stalled: false,
             status_at: now,
             processed_at_status: 0,
@@ -64,17 +63,19 @@ impl Health {
     /// Checks inference progress, pings the watchdog if all is well, refreshes the status.
     pub(super) fn tick(&mut self, cameras: &CameraSet, metrics: &Metrics, uplink: Option<&[String]>) {
         let now = Instant::now();
-        let beat = self.heartbeat.count();
-        if beat != self.last_beat {
-            self.last_beat = beat;
-            self.last_change = now;
+        let mut silent = Duration::ZERO;
+        for ((last, changed), count) in self.beats.iter_mut().zip(self.heartbeat.counts()) {
+            if count != *last {
+                (*last, *changed) = (count, now);
+            }
+            silent = silent.max(now.duration_since(*changed));
         }
-        let silent = now.duration_since(self.last_change);
+        // One wedged worker is enough: its cameras' frames would wait for it.
         let stalled = silent > self.stall_limit;
         if stalled && !self.stalled {
-            tracing::error!(stage = "infer", silent_ms = silent.as_millis() as u64, "Inference thread made no progress; watchdog pings stopped.");
+            tracing::error!(stage = "infer", silent_ms = silent.as_millis() as u64, "An inference worker made no progress; watchdog pings stopped.");
         } else if !stalled && self.stalled {
-            tracing::info!(stage = "infer", "Inference thread is making progress again.");
+            tracing::info!(stage = "infer", "Inference workers are making progress again.");
         }
         self.stalled = stalled;
         if !stalled {

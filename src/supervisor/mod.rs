@@ -120,12 +120,16 @@ pub async fn run(config: Config, logs: LogControl) -> Result<(), RunError> {
     let notifier = Notifier::from_env();
     let metrics = Metrics::with_classes(config.model.label_names.clone());
 
-    let detector = tokio::select! {
+    let detectors = tokio::select! {
         loaded = load_model(&config, notifier) => loaded?,
         () = signals.stop() => return Ok(()),
     };
-    let shape = detector.shape().clone();
-    tracing::info!(stage = "infer", model = %config.model.path.display(), input = ?shape.input, width = shape.width, height = shape.height, "Model loaded.");
+    let shape = detectors[0].shape().clone();
+    let max_batch = detectors[0].max_batch();
+    tracing::info!(
+        stage = "infer", model = %config.model.path.display(), input = ?shape.input, width = shape.width,
+        height = shape.height, workers = detectors.len(), max_batch, "Model loaded."
+    );
 
     let target = RedisTarget::new(&config.redis, config.capture.credentials_dir.as_deref())?;
     notifier.status("Waiting for local Redis");
@@ -148,8 +152,14 @@ pub async fn run(config: Config, logs: LogControl) -> Result<(), RunError> {
 
     let mailboxes = Arc::new(Mailboxes::new());
     let queue = Arc::new(PublishQueue::new(config.publish.queue));
-    let heartbeat = Arc::new(Heartbeat::default());
-    let infer_thread = infer::spawn(detector, Arc::clone(&mailboxes), Arc::clone(&queue), Arc::clone(&heartbeat))?;
+    let heartbeat = Arc::new(Heartbeat::new(detectors.len()));
+    let workers = infer::spawn(
+        detectors,
+        Arc::clone(&mailboxes),
+        Arc::clone(&queue),
+        Arc::clone(&heartbeat),
+        metrics.batch_size.clone(),
+    )?;
 
     let run_id = run_id();
     let ctx = EntryContext::new(
@@ -207,9 +217,9 @@ pub async fn run(config: Config, logs: LogControl) -> Result<(), RunError> {
     // stop past systemd's timeout; what is left unconfirmed is counted, never silently lost.
     cameras.stop_all().await;
     mailboxes.close();
-    let joined = tokio::task::spawn_blocking(move || infer_thread.join());
+    let joined = tokio::task::spawn_blocking(move || workers.join());
     if tokio::time::timeout(INFER_STOP_TIMEOUT, joined).await.is_err() {
-        tracing::error!(stage = "infer", "Inference thread did not finish its frames in time; going on.");
+        tracing::error!(stage = "infer", "Inference workers did not finish their frames in time; going on.");
         queue.close();
     }
     stop_publish.cancel();
@@ -295,8 +305,9 @@ fn uplink_ids(config: &Config) -> Option<Vec<String>> {
     config.uplink.as_ref().map(|_| config.cameras.iter().map(|c| c.id.clone()).collect())
 }
 
-/// Loads the model off the runtime's workers, telling systemd the start is slow but alive.
-async fn load_model(config: &Config, notifier: Notifier) -> Result<Detector, RunError> {
+/// Loads one session per inference worker off the runtime's workers, telling systemd the start
+/// is slow but alive.
+async fn load_model(config: &Config, notifier: Notifier) -> Result<Vec<Detector>, RunError> {
     let model_config = config.model.clone();
     let mut loading = tokio::task::spawn_blocking(move || {
         // Test hook: a start as slow as a TensorRT engine build.
@@ -304,7 +315,7 @@ async fn load_model(config: &Config, notifier: Notifier) -> Result<Detector, Run
         if let Some(ms) = std::env::var("ROADSIGHTD_FAULT_SLOW_MODEL_MS").ok().and_then(|v| v.parse().ok()) {
             std::thread::sleep(Duration::from_millis(ms));
         }
-        Detector::open(&model_config)
+        (0..model_config.workers).map(|_| Detector::open(&model_config)).collect::<Result<Vec<_>, _>>()
     });
     let started = Instant::now();
     notifier.status("Loading model");

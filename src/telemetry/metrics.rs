@@ -124,6 +124,8 @@ pub struct Metrics {
     classes: Arc<[String]>,
     reloads: Family<ReloadLabel, Counter>,
     last_reload_ok: Gauge,
+    /// Frames per model run, across all cameras and workers.
+    pub batch_size: Histogram,
     /// The latest latencies of all cameras, for `STATUS=`.
     pub recent_latency: Arc<super::LatencyWindow>,
     /// Failed Redis commands and connection attempts.
@@ -162,6 +164,7 @@ impl Metrics {
             classes: classes.into(),
             reloads: Family::default(),
             last_reload_ok: Gauge::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
             recent_latency: Arc::default(),
             redis_errors: Counter::default(),
             uplink: super::UplinkMetrics::new(),
@@ -190,6 +193,7 @@ impl Metrics {
             "What the daemon adds: appsink arrival to the XADD reply, minus the model run",
             m.overhead.clone(),
         );
+        registry.register("inference_batch_size", "Frames per model run (what was ready, one per camera)", m.batch_size.clone());
         registry.register("detections", "Objects published, by class", m.detections.clone());
         registry.register("config_reloads", "Config reloads (SIGHUP), by result", m.reloads.clone());
         registry.register(
