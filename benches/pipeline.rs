@@ -8,12 +8,16 @@
 //!
 //! Scenarios: 1, 2, 4, 8 cameras × 10 fps cap; 1 camera uncapped; 1 camera with `json+lz4`;
 //! the careful baseline at the same camera counts, the common one at 1 and 4; the floor; a
-//! soak at 4 cameras. Writes `bench-results/pipeline.md` and SVG plots next to it.
+//! soak at 4 cameras; the inference scheduling run (1, 4, 8 cameras × 10 fps with a
+//! dynamic-batch copy of the model made by `models/make_dynamic_batch.py`: batched vs one frame
+//! at a time, and 2 workers × 1 thread with the shipped model). Writes
+//! `bench-results/pipeline.md` and SVG plots next to it.
 //!
 //! `cargo bench --bench pipeline --features alloc-count` (the daemon cargo builds for the bench
 //! then counts its heap allocations; without the feature they are not measured). Knobs: `PIPELINE_BENCH_SECS` (window per scenario, 60),
 //! `PIPELINE_BENCH_WARMUP` (15), `PIPELINE_BENCH_SOAK_SECS` (600; 0 skips), `PIPELINE_BENCH_CAMERAS`
 //! (`1,2,4,8`), `PIPELINE_BENCH_BASELINES` (`careful,common`; empty skips them),
+//! `PIPELINE_BENCH_SCHEDULING` (camera counts of the scheduling run, `1,4,8`; empty skips it),
 //! `PIPELINE_BENCH_OUT` (`bench-results`).
 
 // Shared with the uplink benchmark; this one uses the local server only.
@@ -43,7 +47,7 @@ use std::time::Duration;
 
 use procs::repo;
 use scenario::{Outcome, Plan, Tools};
-use stack::Pipeline;
+use stack::{Pipeline, Scheduling};
 
 /// The rate the test camera serves (the clip's own), and the cap of the capped scenarios.
 const SOURCE_FPS: u32 = 25;
@@ -86,7 +90,8 @@ fn main() {
     std::fs::create_dir_all(&out_dir).unwrap();
 
     let (daemon, testcam) = binaries();
-    let python = if baselines.is_empty() { None } else { python() };
+    let scheduling_counts = list("PIPELINE_BENCH_SCHEDULING", "1,4,8");
+    let python = if baselines.is_empty() && scheduling_counts.is_empty() { None } else { python() };
     if !baselines.is_empty() && python.is_none() {
         eprintln!("pipeline bench: benches/baseline/setup.sh failed: running without the baselines");
     }
@@ -98,6 +103,7 @@ fn main() {
         cameras,
         fps_cap,
         encoding,
+        scheduling: Scheduling::Default,
         warmup,
         window,
         sample: Duration::from_secs(1),
@@ -109,7 +115,7 @@ fn main() {
     }
     outcomes.push(scenario::run(&plan(Pipeline::Roadsight, 1, 0, "json", format!("1 × full rate ({SOURCE_FPS} fps source)")), &tools));
     outcomes.push(scenario::run(&plan(Pipeline::Roadsight, 1, CAP_FPS, "json+lz4", format!("1 × {CAP_FPS} fps, json+lz4")), &tools));
-    if python.is_some() {
+    if python.is_some() && !baselines.is_empty() {
         for (name, pipeline, cams) in [("careful", Pipeline::Careful, counts.clone()), ("common", Pipeline::Common, vec![1, 4])] {
             if !baselines.iter().any(|b| b == name) {
                 continue;
@@ -118,6 +124,27 @@ fn main() {
                 outcomes.push(scenario::run(&plan(pipeline, n, CAP_FPS, "json", format!("{n} × {CAP_FPS} fps")), &tools));
             }
         }
+    }
+    let mut scheduling = Vec::new();
+    match python.as_deref().map(dynamic_batch_model) {
+        _ if scheduling_counts.is_empty() => {}
+        Some(Some(model)) => {
+            for n in scheduling_counts.iter().map(|c| c.parse::<usize>().expect("camera counts")) {
+                let mut ways = vec![
+                    Scheduling::Batched { model: model.clone(), max_batch: 8 },
+                    Scheduling::Batched { model: model.clone(), max_batch: 1 },
+                ];
+                if n > 1 {
+                    ways.push(Scheduling::Workers(2));
+                }
+                for way in ways {
+                    let mut p = plan(Pipeline::Roadsight, n, CAP_FPS, "json", format!("{n} × {CAP_FPS} fps"));
+                    p.scheduling = way;
+                    scheduling.push(scenario::run(&p, &tools));
+                }
+            }
+        }
+        _ => eprintln!("pipeline bench: no dynamic-batch model (needs the baselines' venv): scheduling run skipped"),
     }
     eprintln!("pipeline bench: the floor");
     let decode_cpu = floor::decode_cpu_per_frame(&camera.url, CAP_FPS, window.as_secs_f64().min(30.0));
@@ -129,9 +156,19 @@ fn main() {
     });
     drop(camera);
 
-    let text = targets::write_report(&out_dir, &outcomes, soak.as_ref(), &ort, decode_cpu);
+    let text = targets::write_report(&out_dir, &outcomes, soak.as_ref(), &scheduling, &ort, decode_cpu);
     print!("{text}");
     eprintln!("pipeline bench: wrote {}", out_dir.join("pipeline.md").display());
+}
+
+/// The dynamic-batch copy of the shipped model (made once, under `.local/models`).
+fn dynamic_batch_model(python: &Path) -> Option<PathBuf> {
+    let model = repo().join(".local/models/centernet_mnv3_coco_512_u8_dynbatch.onnx");
+    if model.exists() {
+        return Some(model);
+    }
+    let status = Command::new(python).arg(repo().join("models/make_dynamic_batch.py")).arg(&model).status().ok()?;
+    (status.success() && model.exists()).then_some(model)
 }
 
 /// Where a plot goes, and its name relative to the report.

@@ -2,11 +2,13 @@
 # Installs what the two Python baselines need on Debian 12 (idempotent): apt's OpenCV, PyGObject
 # with GStreamer's introspection data, numpy and redis-py, then a venv at .local/bench-venv that
 # sees those system packages (--system-site-packages) and adds ONNX Runtime from PyPI, the same
-# version the daemon loads. Prints the python to run the baselines with.
+# version the daemon loads, and onnx (models/make_dynamic_batch.py writes the batching benchmark's
+# model with it). Prints the python to run the baselines with.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 ORT_VERSION="${ORT_VERSION:-1.23.2}"
+ONNX_VERSION="1.23.2"
 VENV=".local/bench-venv"
 # Debian's interpreter, not one from pyenv or conda: apt's cv2 and gi are built for it.
 PYTHON=/usr/bin/python3
@@ -39,10 +41,16 @@ if [ "$have" != "$ORT_VERSION" ]; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "onnxruntime==$ORT_VERSION"
 fi
 
+have=$("$VENV/bin/python" -c 'import onnx; print(onnx.__version__)' 2>/dev/null || true)
+if [ "$have" != "$ONNX_VERSION" ]; then
+  echo "bench-setup: installing onnx==$ONNX_VERSION into $VENV" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "onnx==$ONNX_VERSION"
+fi
+
 # Fails here, not in the middle of a benchmark, if anything is missing.
 "$VENV/bin/python" - <<'PY' >&2
 import re
-import cv2, gi, numpy, onnxruntime, redis
+import cv2, gi, numpy, onnx, onnxruntime, redis
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 from gi.repository import Gst

@@ -47,6 +47,33 @@ pub(crate) fn results(outcomes: &[Outcome]) -> String {
     )
 }
 
+/// The scheduling run: the same cameras, batched vs one at a time vs several workers.
+pub(crate) fn scheduling(outcomes: &[Outcome]) -> String {
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            vec![
+                o.label.clone(),
+                o.scheduling.name(),
+                format!("{:.1}", o.total_fps()),
+                format!("{} / {}", ms(o.latency.p50), ms(o.latency.p99)),
+                num(o.cpu_per_frame * 1e3, 1),
+                num(o.mean_batch.unwrap_or(f64::NAN), 2),
+                format!("{:.1}/s", o.drops_per_s.get("stale").copied().unwrap_or(0.0)),
+                format!("{:.0}", o.rss_peak),
+            ]
+        })
+        .collect();
+    let text = "A dynamic-batch copy of the shipped model (`models/make_dynamic_batch.py`) run with `max_batch = 8` \
+                (a batch holds what is ready, one frame per camera, and never waits) and `max_batch = 1`; then the \
+                shipped model with `workers = 2`, `threads = 1`.\n\n";
+    text.to_owned()
+        + &table(
+            &["scenario", "scheduling", "processed fps", "latency p50 / p99 ms", "CPU ms / frame", "frames per run", "stale drops", "peak RSS MiB"],
+            &rows,
+        )
+}
+
 /// roadsightd's stages, allocations and entry sizes per scenario.
 pub(crate) fn stages(outcomes: &[Outcome]) -> String {
     let mut out = String::new();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::measure::{self, Entry, Quantiles};
 use super::procs::RedisServer;
-use super::stack::{self, CameraSetup, Pipeline};
+use super::stack::{self, CameraSetup, Pipeline, Scheduling};
 
 /// Why frames were dropped (roadsightd's `frames_dropped_total` reasons).
 pub(crate) const REASONS: [&str; 8] =
@@ -46,6 +46,9 @@ pub(crate) struct Outcome {
     pub(crate) drops_per_s: BTreeMap<&'static str, f64>,
     pub(crate) stages: Option<Stages>,
     pub(crate) allocs_per_frame: Option<f64>,
+    pub(crate) scheduling: Scheduling,
+    /// Frames per model run over the window (roadsightd only).
+    pub(crate) mean_batch: Option<f64>,
 }
 
 impl Outcome {
@@ -60,6 +63,7 @@ pub(crate) struct Plan<'a> {
     pub(crate) cameras: usize,
     pub(crate) fps_cap: u32,
     pub(crate) encoding: &'a str,
+    pub(crate) scheduling: Scheduling,
     pub(crate) warmup: Duration,
     pub(crate) window: Duration,
     /// RSS sampling period.
@@ -77,9 +81,22 @@ fn unix_ms() -> u64 {
 }
 
 pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
-    eprintln!("pipeline bench: {} · {} × {} fps cap · {} s", plan.pipeline.name(), plan.cameras, plan.fps_cap, plan.window.as_secs());
+    eprintln!(
+        "pipeline bench: {} ({}) · {} × {} fps cap · {} s",
+        plan.pipeline.name(),
+        plan.scheduling.name(),
+        plan.cameras,
+        plan.fps_cap,
+        plan.window.as_secs()
+    );
     let redis = RedisServer::local("everysec");
-    let setup = CameraSetup { url: tools.camera_url, cameras: plan.cameras, fps: plan.fps_cap, encoding: plan.encoding };
+    let setup = CameraSetup {
+        url: tools.camera_url,
+        cameras: plan.cameras,
+        fps: plan.fps_cap,
+        encoding: plan.encoding,
+        scheduling: &plan.scheduling,
+    };
     let total = plan.warmup + plan.window + Duration::from_secs(10);
     let running = match plan.pipeline {
         Pipeline::Roadsight => stack::start_roadsight(tools.daemon, &redis, &setup),
@@ -137,6 +154,8 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
         drops_per_s: BTreeMap::new(),
         stages: None,
         allocs_per_frame: None,
+        scheduling: plan.scheduling.clone(),
+        mean_batch: None,
     };
     if let (Some(before), Some(after)) = (before, after) {
         for reason in REASONS {
@@ -159,6 +178,9 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
             rows.push((name, p50, p95, p99));
         }
         outcome.stages = Some(Stages { rows });
+        let runs = measure::delta(&before, &after, "roadsight_inference_batch_size_count", &[]);
+        let frames = measure::delta(&before, &after, "roadsight_inference_batch_size_sum", &[]);
+        outcome.mean_batch = (runs > 0.0).then(|| frames / runs);
         let processed_metric = measure::delta(&before, &after, "roadsight_frames_processed_total", &[]);
         let allocations = measure::delta(&before, &after, "roadsight_heap_allocations_total", &[]);
         // The window's allocations include serving the first scrape: take off what one costs.

@@ -116,17 +116,50 @@ pub(crate) struct CameraSetup<'a> {
     pub(crate) fps: u32,
     /// `det` encoding of the daemon: `json` or `json+lz4`.
     pub(crate) encoding: &'a str,
+    pub(crate) scheduling: &'a Scheduling,
+}
+
+/// How the daemon's inference is set up (the `[model]` options that differ).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Scheduling {
+    /// The shipped model (fixed batch 1), one worker: what a box runs by default.
+    Default,
+    /// A dynamic-batch model with this `max_batch` (1: one frame at a time).
+    Batched { model: PathBuf, max_batch: usize },
+    /// The shipped model, this many workers of one intra-op thread each.
+    Workers(usize),
+}
+
+impl Scheduling {
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Scheduling::Default => "default".into(),
+            Scheduling::Batched { max_batch: 1, .. } => "one at a time".into(),
+            Scheduling::Batched { max_batch, .. } => format!("batched (≤ {max_batch})"),
+            Scheduling::Workers(n) => format!("{n} workers × 1 thread"),
+        }
+    }
+
+    fn model_options(&self) -> (PathBuf, String) {
+        let shipped = repo().join("models/centernet_mnv3_coco_512_u8.onnx");
+        match self {
+            Scheduling::Default => (shipped, String::new()),
+            Scheduling::Batched { model, max_batch } => (model.clone(), format!("max_batch = {max_batch}\n")),
+            Scheduling::Workers(n) => (shipped, format!("workers = {n}\nthreads = 1\n")),
+        }
+    }
 }
 
 /// Starts `roadsightd` (release, `alloc-count`) on `redis` with `setup`'s cameras.
 pub(crate) fn start_roadsight(binary: &Path, redis: &RedisServer, setup: &CameraSetup) -> Running {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("cameras.d")).unwrap();
+    let (model, options) = setup.scheduling.model_options();
     let config = format!(
         "site = \"{SITE}\"\n\n[redis]\nurl = \"{redis}\"\n\n[model]\npath = \"{model}\"\nlabels = \"{labels}\"\n\
-         ort_library = \"{ort}\"\n\n[publish]\nencoding = \"{encoding}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+         ort_library = \"{ort}\"\n{options}\n[publish]\nencoding = \"{encoding}\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         redis = redis.url(),
-        model = repo().join("models/centernet_mnv3_coco_512_u8.onnx").display(),
+        model = model.display(),
         labels = repo().join("models/coco80.names").display(),
         ort = ort_library().display(),
         encoding = setup.encoding,

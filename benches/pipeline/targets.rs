@@ -99,7 +99,14 @@ fn machine() -> String {
 }
 
 /// Writes `pipeline.md` and the plots into `dir`; returns the Markdown.
-pub(crate) fn write_report(dir: &Path, outcomes: &[Outcome], soak: Option<&Outcome>, ort: &OrtFloor, decode_cpu: f64) -> String {
+pub(crate) fn write_report(
+    dir: &Path,
+    outcomes: &[Outcome],
+    soak: Option<&Outcome>,
+    scheduling: &[Outcome],
+    ort: &OrtFloor,
+    decode_cpu: f64,
+) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Pipeline benchmark\n");
     let _ = writeln!(md, "Machine: {}. Command: `cargo bench --bench pipeline --features alloc-count`. Source: `tests/fixtures/vtest.mp4` served by `roadsight-testcam --stamp` at 25 fps; every camera of a scenario reads that one stream. Latency: camera capture time → Redis entry ID time, for every pipeline.\n", machine());
@@ -112,6 +119,9 @@ pub(crate) fn write_report(dir: &Path, outcomes: &[Outcome], soak: Option<&Outco
         let _ = writeln!(md, "## The floor\n\n{}", report::floor(one, ort, decode_cpu));
     }
     let _ = writeln!(md, "## roadsightd stages, allocations, entry size\n{}", report::stages(outcomes));
+    if !scheduling.is_empty() {
+        let _ = writeln!(md, "\n## Inference scheduling on the CPU\n\n{}", report::scheduling(scheduling));
+    }
 
     let (cdf, cdf_name) = plot_path(dir, "pipeline-latency-cdf.svg");
     let capped: Vec<&Outcome> = outcomes.iter().filter(|o| o.encoding == "json").collect();
