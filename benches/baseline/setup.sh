@@ -44,7 +44,8 @@ fi
 have=$("$VENV/bin/python" -c 'import onnx; print(onnx.__version__)' 2>/dev/null || true)
 if [ "$have" != "$ONNX_VERSION" ]; then
   echo "bench-setup: installing onnx==$ONNX_VERSION into $VENV" >&2
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "onnx==$ONNX_VERSION"
+  # "numpy<2" keeps Debian's numpy 1.24: apt's OpenCV is built against numpy 1.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "onnx==$ONNX_VERSION" "numpy<2"
 fi
 
 # Fails here, not in the middle of a benchmark, if anything is missing.
