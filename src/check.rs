@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use crate::capture::decoder_summary;
 use crate::config::{Config, Provider};
 use crate::credentials::{self, redact_url};
-use crate::infer::{Detector, InferError};
+use crate::infer::{Detector, InferError, ProviderReport, platform_summary, provider_report};
 
 /// Why `check` failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,9 @@ pub fn check(config: &Config) -> Result<String, CheckError> {
     );
     let providers: Vec<String> = config.model.providers.iter().map(provider_name).collect();
     let _ = writeln!(out, "  providers {}", providers.join(", "));
+    if let Some(report) = provider_report() {
+        write_provider_report(&mut out, &report);
+    }
     let _ = writeln!(out, "  decoders  {}", decoder_summary(None));
     let enabled = config.cameras.iter().filter(|c| c.enabled).count();
     let _ = writeln!(out, "cameras    {enabled} enabled of {}", config.cameras.len());
@@ -102,11 +105,38 @@ fn credential_note(name: Option<&str>) -> String {
 }
 
 fn provider_name(p: &Provider) -> String {
-    match p {
-        Provider::TensorRt { fp16, required, .. } => {
-            format!("tensorrt{}{}", if *fp16 { "+fp16" } else { "" }, if *required { " (required)" } else { "" })
+    let options = match p {
+        Provider::TensorRt(t) => {
+            let dla = t.dla_core.map(|core| format!("+dla{core}")).unwrap_or_default();
+            format!("{}{}{dla}", if t.fp16 { "+fp16" } else { "" }, if t.int8.is_some() { "+int8" } else { "" })
         }
-        Provider::Cuda { required, .. } => format!("cuda{}", if *required { " (required)" } else { "" }),
-        Provider::Cpu => "cpu".into(),
+        Provider::Cuda { .. } | Provider::Cpu => String::new(),
+    };
+    format!("{}{options}{}", p.name(), if p.required() { " (required)" } else { "" })
+}
+
+/// Which provider the model runs on, the skipped ones, and TensorRT's engine folder.
+fn write_provider_report(out: &mut String, report: &ProviderReport) {
+    let skipped: Vec<&str> = report.skipped.iter().map(|s| s.provider).collect();
+    let skipped = if skipped.is_empty() { String::new() } else { format!(" (skipped: {})", skipped.join(", ")) };
+    let _ = writeln!(out, "  runs on   {}{skipped}; onnxruntime {}", report.in_use(), platform_summary().0);
+    let Some(cache) = &report.engine_cache else { return };
+    let (_, tensorrt, gpu) = platform_summary();
+    let _ = writeln!(out, "  tensorrt  {tensorrt}, gpu {gpu}");
+    match cache {
+        Ok(cache) if !report.registered.contains(&"tensorrt") => {
+            let _ = writeln!(out, "  engines   {} (key {}): unused, TensorRT is unavailable here", cache.dir.display(), cache.key);
+        }
+        Ok(cache) => {
+            let state = if cache.has_engine() {
+                "engine cached"
+            } else {
+                "no engine yet: built at the next start, or now by `roadsightd warmup`"
+            };
+            let _ = writeln!(out, "  engines   {} (key {}): {state}", cache.dir.display(), cache.key);
+        }
+        Err(e) => {
+            let _ = writeln!(out, "  engines   unusable ({e}): the engine is built at every start");
+        }
     }
 }

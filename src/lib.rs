@@ -21,4 +21,5 @@ pub mod systemd;
 pub mod telemetry;
 pub mod testcam;
 pub mod uplink;
+pub mod warmup;
 pub mod watch;

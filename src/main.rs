@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use roadsight::{check, config, supervisor, telemetry, watch};
+use roadsight::{check, config, infer, supervisor, systemd, telemetry, warmup, watch};
 
 /// sysexits(3) codes used by roadsightd.
 mod exit {
@@ -39,6 +39,9 @@ enum Command {
     Run,
     /// Validate the config, every camera file and the model; print a summary.
     Check,
+    /// Build the TensorRT engine ahead of time (after an image update or a model change), so
+    /// the daemon's next start loads it instead of building it; progress on stderr.
+    Warmup,
     /// Follow the detection streams in the local Redis and print entries, then a latency summary.
     Watch {
         /// Stop after this many seconds (0: until interrupted).
@@ -81,6 +84,17 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("roadsightd: check failed: {}: {e}", config.file.display());
                 ExitCode::from(if e.is_config() { exit::CONFIG } else { exit::UNAVAILABLE })
+            }
+        },
+        Command::Warmup => match warmup::warmup(&config, systemd::Notifier::from_env(), &mut std::io::stderr()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("roadsightd: warmup failed: {}: {e}", config.file.display());
+                ExitCode::from(match e {
+                    infer::InferError::Run(_) => exit::SOFTWARE,
+                    e if e.is_config() => exit::CONFIG,
+                    _ => exit::UNAVAILABLE,
+                })
             }
         },
         Command::Watch { seconds, quiet } => {

@@ -12,6 +12,7 @@ use std::time::Duration;
 mod load;
 mod logging;
 mod metrics;
+mod providers;
 mod raw;
 mod uplink;
 mod validate;
@@ -75,9 +76,55 @@ pub enum DecoderKind {
 /// An execution provider, in order of preference.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Provider {
-    TensorRt { fp16: bool, engine_cache: Option<PathBuf>, required: bool },
+    TensorRt(TensorRtConfig),
     Cuda { device_id: i32, required: bool },
     Cpu,
+}
+
+impl Provider {
+    /// The name the config uses: `tensorrt`, `cuda` or `cpu`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::TensorRt(_) => "tensorrt",
+            Provider::Cuda { .. } => "cuda",
+            Provider::Cpu => "cpu",
+        }
+    }
+
+    /// Whether start-up fails when the provider cannot be registered.
+    pub fn required(&self) -> bool {
+        match self {
+            Provider::TensorRt(t) => t.required,
+            Provider::Cuda { required, .. } => *required,
+            Provider::Cpu => false,
+        }
+    }
+}
+
+/// TensorRT options: each one changes the engine TensorRT builds, so each is part of the
+/// engine cache key (see `infer::engine_cache`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorRtConfig {
+    /// Let TensorRT pick FP16 kernels.
+    pub fp16: bool,
+    /// INT8 kernels, calibrated with this table; `None`: no INT8.
+    pub int8: Option<Int8Calibration>,
+    /// Deep Learning Accelerator core (Jetson Xavier/Orin); needs `fp16` or `int8`.
+    pub dla_core: Option<u32>,
+    /// Root of the engine cache: engines and timing caches go in `<engine_cache>/<key>/`.
+    pub engine_cache: PathBuf,
+    pub required: bool,
+}
+
+/// The INT8 calibration table of a TensorRT provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Int8Calibration {
+    /// Absolute path of an existing file (ONNX Runtime resolves a relative one against the
+    /// engine cache folder, so it is made absolute at load).
+    pub table: PathBuf,
+    /// The table is TensorRT's own format (trtexec, a TensorRT calibrator) rather than the
+    /// one ONNX Runtime's quantization tools write.
+    pub native: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -22,6 +22,8 @@ pub(crate) const DEFAULT_SPIN: bool = false;
 pub(crate) const DEFAULT_WORKERS: usize = 1;
 pub(crate) const DEFAULT_MAX_BATCH: usize = 8;
 pub(crate) const DEFAULT_TENSORRT_FP16: bool = false;
+pub(crate) const DEFAULT_TENSORRT_INT8: bool = false;
+pub(crate) const DEFAULT_TENSORRT_NATIVE_CALIBRATION_TABLE: bool = false;
 pub(crate) const DEFAULT_TENSORRT_ENGINE_CACHE: &str = "/var/cache/roadsight";
 pub(crate) const DEFAULT_CUDA_DEVICE_ID: i32 = 0;
 pub(crate) const DEFAULT_PROVIDER_REQUIRED: bool = false;
@@ -144,7 +146,23 @@ pub(crate) struct RawProviderTable {
     /// TensorRT only: build FP16 engines. Default: [`DEFAULT_TENSORRT_FP16`].
     #[serde(default)]
     pub fp16: Option<bool>,
-    /// TensorRT only: engine and timing cache folder. Default: [`DEFAULT_TENSORRT_ENGINE_CACHE`].
+    /// TensorRT only: build INT8 engines; needs `calibration_table`. Default:
+    /// [`DEFAULT_TENSORRT_INT8`].
+    #[serde(default)]
+    pub int8: Option<bool>,
+    /// TensorRT only, with `int8`: the INT8 calibration table, an existing file. Default: none.
+    #[serde(default)]
+    pub calibration_table: Option<PathBuf>,
+    /// TensorRT only, with `calibration_table`: the table is in TensorRT's own format rather
+    /// than ONNX Runtime's. Default: [`DEFAULT_TENSORRT_NATIVE_CALIBRATION_TABLE`].
+    #[serde(default)]
+    pub native_calibration_table: Option<bool>,
+    /// TensorRT only: run on this DLA core (0, 1, …; Jetson Xavier/Orin), with `fp16` or
+    /// `int8`. Default: none (the GPU).
+    #[serde(default)]
+    pub dla_core: Option<i64>,
+    /// TensorRT only: root of the engine and timing caches; each engine goes in a folder
+    /// named by its key below it. Default: [`DEFAULT_TENSORRT_ENGINE_CACHE`].
     #[serde(default)]
     pub engine_cache: Option<PathBuf>,
     /// CUDA only: GPU ordinal. Default: [`DEFAULT_CUDA_DEVICE_ID`].

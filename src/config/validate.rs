@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::raw::{self, RawCamera, RawGlobal, RawModel, RawProvider, RawProviderTable};
+use super::raw::{RawCamera, RawGlobal, RawModel};
 use super::{
     CameraConfig, CaptureDefaults, Config, ConfigError, DecoderKind, Encoding, ModelConfig,
-    Provider, PublishConfig, RedisConfig, Transport,
+    PublishConfig, RedisConfig, Transport,
 };
 
 const MAX_LATENCY_MS: u32 = 5_000;
@@ -89,7 +89,7 @@ fn model(m: RawModel, file: &Path, dir: &Path) -> Result<ModelConfig, ConfigErro
         decoder: one_of(&m.decoder, "decoder", &decoders).map_err(at("model.decoder"))?,
         confidence: unit_interval(m.confidence).map_err(at("model.confidence"))?,
         nms_iou: unit_interval(m.nms_iou).map_err(at("model.nms_iou"))?,
-        providers: providers(m.providers, file, dir)?,
+        providers: super::providers::validate(m.providers, file, dir)?,
         ort_library: m.ort_library.map(|p| resolve(dir, &p)),
         threads: m.threads,
         spin: m.spin,
@@ -191,7 +191,7 @@ fn folder_of(file: &Path) -> PathBuf {
     }
 }
 
-fn resolve(dir: &Path, path: &Path) -> PathBuf {
+pub(super) fn resolve(dir: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -199,83 +199,12 @@ fn resolve(dir: &Path, path: &Path) -> PathBuf {
     }
 }
 
-fn field_error(file: &Path, field: &str, message: String) -> ConfigError {
+pub(super) fn field_error(file: &Path, field: &str, message: String) -> ConfigError {
     ConfigError::Field {
         file: file.to_path_buf(),
         field: field.to_owned(),
         message,
     }
-}
-
-fn providers(raw: Vec<RawProvider>, file: &Path, dir: &Path) -> Result<Vec<Provider>, ConfigError> {
-    if raw.is_empty() {
-        let message = "empty list, expected at least one of `tensorrt`, `cuda`, `cpu`";
-        return Err(field_error(file, "model.providers", message.into()));
-    }
-    let mut out: Vec<Provider> = Vec::with_capacity(raw.len());
-    for (i, entry) in raw.into_iter().enumerate() {
-        let field = format!("model.providers[{i}]");
-        let t = match entry {
-            RawProvider::Name(name) => RawProviderTable {
-                name,
-                ..Default::default()
-            },
-            RawProvider::Table(t) => t,
-        };
-        // An option that belongs to another provider is a mistake, not something to ignore.
-        let reject = |set: bool, option: &str, owner: &str| match set {
-            true => {
-                let message = format!("applies to `{owner}` only, not to `{}`", t.name);
-                Err(field_error(file, &format!("{field}.{option}"), message))
-            }
-            false => Ok(()),
-        };
-        let required = t.required.unwrap_or(raw::DEFAULT_PROVIDER_REQUIRED);
-        let provider = match t.name.as_str() {
-            "tensorrt" => {
-                reject(t.device_id.is_some(), "device_id", "cuda")?;
-                let cache = t.engine_cache.as_deref();
-                let cache = cache.unwrap_or(Path::new(raw::DEFAULT_TENSORRT_ENGINE_CACHE));
-                Provider::TensorRt {
-                    fp16: t.fp16.unwrap_or(raw::DEFAULT_TENSORRT_FP16),
-                    engine_cache: Some(resolve(dir, cache)),
-                    required,
-                }
-            }
-            "cuda" => {
-                reject(t.fp16.is_some(), "fp16", "tensorrt")?;
-                reject(t.engine_cache.is_some(), "engine_cache", "tensorrt")?;
-                let device_id = t.device_id.unwrap_or(raw::DEFAULT_CUDA_DEVICE_ID);
-                at_least(device_id, 0)
-                    .map_err(|m| field_error(file, &format!("{field}.device_id"), m))?;
-                Provider::Cuda {
-                    device_id,
-                    required,
-                }
-            }
-            "cpu" => {
-                reject(t.fp16.is_some(), "fp16", "tensorrt")?;
-                reject(t.engine_cache.is_some(), "engine_cache", "tensorrt")?;
-                reject(t.device_id.is_some(), "device_id", "cuda")?;
-                Provider::Cpu
-            }
-            other => {
-                let message =
-                    format!("unknown provider `{other}`, expected `tensorrt`, `cuda` or `cpu`");
-                return Err(field_error(file, &field, message));
-            }
-        };
-        let same = |p: &Provider| std::mem::discriminant(p) == std::mem::discriminant(&provider);
-        if out.iter().any(same) {
-            return Err(field_error(
-                file,
-                &field,
-                format!("`{}` is listed twice", t.name),
-            ));
-        }
-        out.push(provider);
-    }
-    Ok(out)
 }
 
 /// One class name per line, trimmed; blank lines are skipped.
@@ -388,7 +317,7 @@ fn one_of<T: Copy>(value: &str, what: &str, choices: &[(&str, T)]) -> Result<T, 
     }
 }
 
-fn at_least<T: PartialOrd + Display>(value: T, min: T) -> Result<T, String> {
+pub(super) fn at_least<T: PartialOrd + Display>(value: T, min: T) -> Result<T, String> {
     match value >= min {
         true => Ok(value),
         false => Err(format!("{value} is too small, expected at least {min}")),

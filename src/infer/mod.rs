@@ -6,19 +6,31 @@
 
 mod decode;
 mod detector;
+mod engine_cache;
 mod input;
 mod letterbox;
 mod nms;
+mod platform;
+mod providers;
 mod session;
 mod worker;
 
 use std::path::PathBuf;
 
 pub use detector::{Detector, Input, StageTimes};
+pub use engine_cache::EngineCache;
 pub use input::InputKind;
 pub use letterbox::Letterbox;
+pub use providers::{ProviderReport, Skipped, last_report as provider_report, tensorrt_built_in};
 pub use session::ModelShape;
+pub(crate) use session::load_runtime;
 pub(crate) use worker::{Heartbeat, spawn};
+
+/// ONNX Runtime's version (of the library loaded; `unknown` before), TensorRT's (`none` without
+/// libnvinfer) and the GPU (`none`), as the engine cache key reads them.
+pub fn platform_summary() -> (String, String, String) {
+    (platform::onnxruntime(), platform::tensorrt(), platform::gpu())
+}
 
 /// Errors of the inference stage.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +42,13 @@ pub enum InferError {
     /// config key to look at (`model.path` or `model.decoder`).
     #[error("field `{field}`: model {path}: {reason}")]
     Model { field: &'static str, path: PathBuf, reason: String },
-    /// A provider marked `required` could not be registered.
-    #[error("execution provider {provider} is required but unavailable: {reason}")]
-    ProviderUnavailable { provider: &'static str, reason: String },
+    /// A provider marked `required` could not be registered: `provider` is its config name
+    /// (`tensorrt`), `ep` ONNX Runtime's (`TensorrtExecutionProvider`).
+    #[error(
+        "execution provider `{provider}` ({ep}) is required but unavailable: {reason} \
+         (model.providers marks it `required = true`)"
+    )]
+    ProviderUnavailable { provider: &'static str, ep: &'static str, reason: String },
     /// A single run failed; the frame is dropped, the thread goes on.
     #[error("inference failed: {0}")]
     Run(String),

@@ -5,14 +5,13 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use ort::environment::Environment;
-use ort::ep::{CUDA, ExecutionProviderDispatch, TensorRT};
 use ort::session::Session;
 use ort::session::builder::SessionBuilder;
 use ort::value::TensorElementType;
 
 use super::InferError;
 use super::input::InputKind;
-use crate::config::{ModelConfig, Provider};
+use crate::config::ModelConfig;
 
 /// What the model takes and gives, read from the session.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,12 +48,14 @@ pub(crate) fn load_runtime(config: &ModelConfig) -> Result<Environment, InferErr
     let builder = ort::init_from(&path)
         .map_err(|e| InferError::Runtime(format!("cannot load {}: {e}", path.display())))?;
     let env = builder.with_name("roadsightd").with_telemetry(false).build()?;
+    super::platform::read_onnxruntime_version(&path);
     *runtime = Some(env.clone());
     Ok(env)
 }
 
 /// Builds a session for `config.path` with the configured providers, in order. A provider
-/// that cannot be registered is logged once and skipped unless marked `required`.
+/// that cannot be registered is logged once and skipped unless marked `required`
+/// ([`super::providers`]).
 pub(crate) fn open(env: &Environment, config: &ModelConfig) -> Result<Session, InferError> {
     let mut builder = Session::builder(env)?;
     if let Some(threads) = intra_threads(config) {
@@ -67,25 +68,7 @@ pub(crate) fn open(env: &Environment, config: &ModelConfig) -> Result<Session, I
     // arena, rounded up: measured on the default model, 145 vs 105 MiB RSS for ORT alone at the
     // same CPU per run (96-106 vs 106-112 ms, within run-to-run noise).
     builder = builder.with_memory_pattern(false).map_err(ort::Error::from)?;
-    for provider in &config.providers {
-        // The CPU provider is always there, behind every other; registering it explicitly
-        // only adds a code path (that aborted in ORT 1.22's device selection).
-        let Some((dispatch, required)) = dispatch(provider) else { continue };
-        let name = dispatch.name();
-        match builder.with_execution_providers([dispatch.error_on_failure()]) {
-            Ok(b) => {
-                builder = b;
-                tracing::info!(provider = name, "Execution provider registered.");
-            }
-            Err(e) if required => {
-                return Err(InferError::ProviderUnavailable { provider: name, reason: e.to_string() });
-            }
-            Err(e) => {
-                tracing::warn!(provider = name, error = %e, "Execution provider unavailable, skipped.");
-                builder = e.recover();
-            }
-        }
-    }
+    builder = super::providers::register(builder, config)?;
     let session = open_file(builder, &config.path)?;
     release_load_garbage();
     Ok(session)
@@ -116,27 +99,6 @@ fn open_file(mut builder: SessionBuilder, path: &Path) -> Result<Session, InferE
     builder
         .commit_from_file(path)
         .map_err(|e| InferError::Model { field: "model.path", path: path.to_owned(), reason: e.to_string() })
-}
-
-fn dispatch(provider: &Provider) -> Option<(ExecutionProviderDispatch, bool)> {
-    match provider {
-        Provider::TensorRt { fp16, engine_cache, required } => {
-            let mut ep = TensorRT::default().with_fp16(*fp16);
-            if let Some(dir) = engine_cache {
-                let dir = dir.display().to_string();
-                ep = ep
-                    .with_engine_cache(true)
-                    .with_engine_cache_path(&dir)
-                    .with_timing_cache(true)
-                    .with_timing_cache_path(&dir);
-            }
-            Some((ep.build(), *required))
-        }
-        Provider::Cuda { device_id, required } => {
-            Some((CUDA::default().with_device_id(*device_id).build(), *required))
-        }
-        Provider::Cpu => None,
-    }
 }
 
 /// Reads the input and output the daemon uses and checks the input is an NHWC RGB image.

@@ -124,6 +124,9 @@ pub async fn run(config: Config, logs: LogControl) -> Result<(), RunError> {
         loaded = load_model(&config, notifier) => loaded?,
         () = signals.stop() => return Ok(()),
     };
+    if let Some(report) = infer::provider_report() {
+        metrics.set_providers(&report.listed, report.in_use());
+    }
     let shape = detectors[0].shape().clone();
     let max_batch = detectors[0].max_batch();
     tracing::info!(

@@ -83,6 +83,11 @@ struct ReloadLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabel {
+    provider: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
 }
@@ -124,6 +129,7 @@ pub struct Metrics {
     classes: Arc<[String]>,
     reloads: Family<ReloadLabel, Counter>,
     last_reload_ok: Gauge,
+    providers: Family<ProviderLabel, Gauge>,
     /// Frames per model run, across all cameras and workers.
     pub batch_size: Histogram,
     /// The latest latencies of all cameras, for `STATUS=`.
@@ -164,6 +170,7 @@ impl Metrics {
             classes: classes.into(),
             reloads: Family::default(),
             last_reload_ok: Gauge::default(),
+            providers: Family::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
             recent_latency: Arc::default(),
             redis_errors: Counter::default(),
@@ -193,6 +200,11 @@ impl Metrics {
             "What the daemon adds: appsink arrival to the XADD reply, minus the model run",
             m.overhead.clone(),
         );
+        registry.register(
+            "inference_provider",
+            "1 for the execution provider the model runs on, 0 for a listed one it does not (skipped, or behind it)",
+            m.providers.clone(),
+        );
         registry.register("inference_batch_size", "Frames per model run (what was ready, one per camera)", m.batch_size.clone());
         registry.register("detections", "Objects published, by class", m.detections.clone());
         registry.register("config_reloads", "Config reloads (SIGHUP), by result", m.reloads.clone());
@@ -217,6 +229,14 @@ impl Metrics {
     pub fn reloaded(&self, ok: bool) {
         self.reloads.get_or_create(&ReloadLabel { result: if ok { "ok" } else { "failed" } }).inc();
         self.last_reload_ok.set(i64::from(ok));
+    }
+
+    /// Which execution provider the model runs on: `in_use` 1, the other `listed` ones and
+    /// the CPU (always there, behind every other) 0.
+    pub fn set_providers(&self, listed: &[&'static str], in_use: &'static str) {
+        for provider in listed.iter().copied().chain(["cpu"]) {
+            self.providers.get_or_create(&ProviderLabel { provider }).set(i64::from(provider == in_use));
+        }
     }
 
     /// Removes a camera's series (it was taken out of the config): a camera that no longer
@@ -383,5 +403,19 @@ mod tests {
         metrics.camera("north").drop(DropReason::QueueFull, 3);
         let text = metrics.encode();
         assert!(text.contains(r#"roadsight_frames_dropped_total{camera="north",reason="queue_full"} 3"#), "{text}");
+    }
+
+    #[test]
+    fn a_skipped_gpu_provider_shows_as_0_beside_the_cpu_at_1() {
+        let metrics = Metrics::new();
+        metrics.set_providers(&["tensorrt", "cuda"], "cpu");
+        let text = metrics.encode();
+        for line in [
+            r#"roadsight_inference_provider{provider="tensorrt"} 0"#,
+            r#"roadsight_inference_provider{provider="cuda"} 0"#,
+            r#"roadsight_inference_provider{provider="cpu"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

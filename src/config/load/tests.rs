@@ -134,11 +134,13 @@ fn full_config_is_read_with_every_value() {
     assert_eq!(
         m.providers,
         [
-            Provider::TensorRt {
+            Provider::TensorRt(crate::config::TensorRtConfig {
                 fp16: true,
-                engine_cache: Some(dir.join("trt")),
+                int8: None,
+                dla_core: None,
+                engine_cache: dir.join("trt"),
                 required: false
-            },
+            }),
             Provider::Cuda {
                 device_id: 0,
                 required: false

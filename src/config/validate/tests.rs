@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::load::tests::{Fixture, NORTH};
+use crate::config::{Int8Calibration, Provider, TensorRtConfig};
 
 #[test]
 fn http_camera_url_names_the_scheme() {
@@ -62,11 +63,13 @@ fn provider_tables_are_parsed_and_mistakes_named_by_index() {
     assert_eq!(
         providers,
         [
-            Provider::TensorRt {
+            Provider::TensorRt(TensorRtConfig {
                 fp16: false,
-                engine_cache: Some("/var/cache/roadsight".into()),
+                int8: None,
+                dla_core: None,
+                engine_cache: "/var/cache/roadsight".into(),
                 required: true
-            },
+            }),
             Provider::Cuda {
                 device_id: 1,
                 required: true
@@ -109,6 +112,40 @@ fn provider_tables_are_parsed_and_mistakes_named_by_index() {
         let (_, field, message) = f.error();
         assert_eq!(field, want_field, "{providers}: {message}");
         assert!(message.contains(want_message), "{providers}: {message}");
+    }
+}
+
+#[test]
+fn tensorrt_precision_options_are_checked_together() {
+    let f = Fixture::new(
+        r#"site = "x"
+        [model]
+        providers = [{ name = "tensorrt", int8 = true, calibration_table = "calib.cache", dla_core = 1 }]"#,
+    );
+    f.write("calib.cache", "TRT-8601-EntropyCalibration2\n");
+    let providers = f.load().unwrap().model.providers;
+    let Provider::TensorRt(trt) = &providers[0] else { panic!("{providers:?}") };
+    let table = std::fs::canonicalize(f.dir.path().join("calib.cache")).unwrap();
+    assert_eq!(trt.int8, Some(Int8Calibration { table, native: false }));
+    assert_eq!((trt.fp16, trt.dla_core), (false, Some(1)));
+
+    let cases = [
+        (r#"{ name = "tensorrt", int8 = true }"#, "model.providers[0].int8", "needs `calibration_table`"),
+        (r#"{ name = "tensorrt", int8 = true, calibration_table = "nosuch.cache" }"#, "model.providers[0].calibration_table", "no calibration table file"),
+        (r#"{ name = "tensorrt", calibration_table = "calib.cache" }"#, "model.providers[0].calibration_table", "`int8 = true`"),
+        (r#"{ name = "tensorrt", native_calibration_table = true }"#, "model.providers[0].native_calibration_table", "`int8 = true`"),
+        (r#"{ name = "tensorrt", fp16 = true, dla_core = -1 }"#, "model.providers[0].dla_core", "0 or more"),
+        (r#"{ name = "tensorrt", fp16 = true, dla_core = 4294967296 }"#, "model.providers[0].dla_core", "too large"),
+        (r#"{ name = "tensorrt", dla_core = 0 }"#, "model.providers[0].dla_core", "FP16 or INT8 only"),
+        (r#"{ name = "cuda", int8 = true }"#, "model.providers[0].int8", "`tensorrt` only"),
+        (r#"{ name = "cpu", dla_core = 0 }"#, "model.providers[0].dla_core", "`tensorrt` only"),
+    ];
+    for (provider, want_field, want_message) in cases {
+        let f = Fixture::new(&format!("site = \"x\"\n[model]\nproviders = [{provider}]\n"));
+        f.write("calib.cache", "table");
+        let (file, field, message) = f.error();
+        assert_eq!((file, field.as_str()), (f.global(), want_field), "{provider}: {message}");
+        assert!(message.contains(want_message), "{provider}: {message}");
     }
 }
 
