@@ -8,6 +8,21 @@ use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 /// CPU time (user + system) of the processes, seconds.
+/// The machine's CPU ticks: (all, stolen by the hypervisor), from the first line of /proc/stat.
+pub(crate) fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let all = values.iter().take(8).sum();
+    (all, values.get(7).copied().unwrap_or(0))
+}
+
+/// The share of the machine's CPU time the hypervisor took between two [`machine_ticks`].
+pub(crate) fn steal_share(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let all = after.0.saturating_sub(before.0);
+    if all == 0 { 0.0 } else { after.1.saturating_sub(before.1) as f64 / all as f64 }
+}
+
 pub(crate) fn cpu_seconds(pids: &[u32]) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;

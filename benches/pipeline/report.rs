@@ -38,11 +38,12 @@ pub(crate) fn results(outcomes: &[Outcome]) -> String {
                 num(o.cores, 2),
                 format!("{:.0} / {:.0} / {:.0}", o.rss_start, o.rss_end, o.rss_peak),
                 if o.pipeline == Pipeline::Roadsight { if drops.is_empty() { "none".into() } else { drops.join(", ") } } else { "n/a".into() },
+                format!("{:.0}%", o.steal * 100.0),
             ]
         })
         .collect();
     table(
-        &["scenario", "pipeline", "processed fps: total (per camera)", "latency p50 / p95 / p99 / max ms", "CPU ms / frame", "cores", "RSS start / end / peak MiB", "drops"],
+        &["scenario", "pipeline", "processed fps: total (per camera)", "latency p50 / p95 / p99 / max ms", "CPU ms / frame", "cores", "RSS start / end / peak MiB", "drops", "steal"],
         &rows,
     )
 }
@@ -61,6 +62,7 @@ pub(crate) fn scheduling(outcomes: &[Outcome]) -> String {
                 num(o.mean_batch.unwrap_or(f64::NAN), 2),
                 format!("{:.1}/s", o.drops_per_s.get("stale").copied().unwrap_or(0.0)),
                 format!("{:.0}", o.rss_peak),
+                format!("{:.0}%", o.steal * 100.0),
             ]
         })
         .collect();
@@ -69,7 +71,7 @@ pub(crate) fn scheduling(outcomes: &[Outcome]) -> String {
                 shipped model with `workers = 2`, `threads = 1`.\n\n";
     text.to_owned()
         + &table(
-            &["scenario", "scheduling", "processed fps", "latency p50 / p99 ms", "CPU ms / frame", "frames per run", "stale drops", "peak RSS MiB"],
+            &["scenario", "scheduling", "processed fps", "latency p50 / p99 ms", "CPU ms / frame", "frames per run", "stale drops", "peak RSS MiB", "steal"],
             &rows,
         )
 }

@@ -49,6 +49,8 @@ pub(crate) struct Outcome {
     pub(crate) scheduling: Scheduling,
     /// Frames per model run over the window (roadsightd only).
     pub(crate) mean_batch: Option<f64>,
+    /// Share of the machine's CPU time the hypervisor took during the window (steal).
+    pub(crate) steal: f64,
 }
 
 impl Outcome {
@@ -109,6 +111,7 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
     let pids = running.pids();
     let scrape = || running.metrics.as_deref().map(|a| measure::samples(&measure::scrape(a)));
     let (from_ms, cpu0, before) = (unix_ms(), measure::cpu_seconds(&pids), scrape());
+    let ticks0 = measure::machine_ticks();
     let rss_start = measure::memory_mib(&pids, "VmRSS:");
     let started = Instant::now();
     let mut rss_series = vec![(0.0, rss_start)];
@@ -117,6 +120,7 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
         rss_series.push((started.elapsed().as_secs_f64(), measure::memory_mib(&pids, "VmRSS:")));
     }
     let (to_ms, cpu1, after) = (unix_ms(), measure::cpu_seconds(&pids), scrape());
+    let steal = measure::steal_share(ticks0, measure::machine_ticks());
     let scrape_again = scrape();
     let window_s = (to_ms - from_ms) as f64 / 1000.0;
     let rss_end = measure::memory_mib(&pids, "VmRSS:");
@@ -156,6 +160,7 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
         allocs_per_frame: None,
         scheduling: plan.scheduling.clone(),
         mean_batch: None,
+        steal,
     };
     if let (Some(before), Some(after)) = (before, after) {
         for reason in REASONS {

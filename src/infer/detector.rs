@@ -121,9 +121,10 @@ impl Detector {
         allowed: Option<&[u32]>,
     ) -> Result<(&[Detection], StageTimes), InferError> {
         let input = Input { rgb, letterbox, confidence, allowed };
-        let mut outcome = Err(InferError::Run("no output".into()));
-        self.detect_batch(1, |_| input, |_, result| outcome = result.map(|(_, times)| times))?;
-        Ok((&self.out, outcome?))
+        let mut outcome = None;
+        self.detect_batch(1, |_| input, |_, result| outcome = Some(result.map(|(_, times)| times)))?;
+        let times = outcome.unwrap_or_else(|| Err(InferError::Run("no output".into())))?;
+        Ok((&self.out, times))
     }
 
     /// Runs the model once on `n` frames (1 to [`Detector::max_batch`]), `input(i)` being
