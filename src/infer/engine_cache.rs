@@ -145,9 +145,9 @@ impl EngineCache {
     }
 }
 
-/// SHA-256 of a file, hex; remembered per path, size and modification time, so sessions after
+/// SHA-256 of a file, hex (the engine key, the stream entries' `model` field); remembered per path, size and modification time, so sessions after
 /// the first (one per worker) do not read the model again.
-fn sha256_file(path: &Path) -> io::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
     type Seen = (PathBuf, u64, Option<SystemTime>, String);
     static SEEN: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
     let meta = std::fs::metadata(path)?;

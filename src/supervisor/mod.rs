@@ -12,7 +12,6 @@ mod health;
 mod reload;
 mod summary;
 
-use std::io::Read as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -357,23 +356,13 @@ async fn wait_for_redis(target: &RedisTarget) -> Result<(), RunError> {
     }
 }
 
-/// `<file stem>@<first 8 hex digits of its SHA-256>`, the `model` field.
+/// `<file stem>@<first 8 hex digits of its SHA-256>`, the `model` field. The hash is the one
+/// the TensorRT engine key uses (read once per file).
 fn model_name(path: &std::path::Path) -> String {
-    use sha2::{Digest, Sha256};
     let stem = path.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
-    let mut hasher = Sha256::new();
-    let mut buf = [0u8; 64 * 1024];
-    if let Ok(mut file) = std::fs::File::open(path) {
-        while let Ok(n) = file.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-    }
-    let digest = hasher.finalize();
-    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("{stem}@{short}")
+    // The model was just loaded from this file, so it is readable; "unread" only if it vanished.
+    let hash = infer::sha256_file(path).unwrap_or_else(|_| "unread".into());
+    format!("{stem}@{}", &hash[..hash.len().min(8)])
 }
 
 /// An id for this daemon run: start time (µs, hex) and pid.
