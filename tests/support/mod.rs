@@ -159,6 +159,13 @@ impl TestCam {
         cam
     }
 
+    /// Sends a signal to the camera process: `libc::SIGSTOP` freezes it with its connections
+    /// open (a hung camera), `libc::SIGCONT` thaws it.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
     /// Stops the camera abruptly (SIGKILL), as a power cut would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
