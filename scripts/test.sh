@@ -9,6 +9,9 @@ bash scripts/setup.sh
 bash scripts/check-units.sh
 bash scripts/check-yocto.sh
 export ORT_DYLIB_PATH="$PWD/.local/onnxruntime/lib/libonnxruntime.so"
+# Frames in CUDA memory (feature `cuda`) cannot run without an NVIDIA GPU: keep them compiling.
+cargo build --all-targets --features cuda --quiet
+cargo test --lib --features cuda --quiet cuda:: -- --test-threads=1
 # fault-injection: test-only hooks (a wedged inference thread for the watchdog test).
 cargo build --all-targets --features fault-injection --quiet
 cargo test --lib --bins --tests --features fault-injection --quiet -- --test-threads=1

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use crate::capture::decoder_summary;
 use crate::config::{Config, Provider};
 use crate::credentials::{self, redact_url};
-use crate::infer::{Detector, InferError, ProviderReport, platform_summary, provider_report};
+use crate::infer::{Detector, InferError, ModelShape, ProviderReport, platform_summary, provider_report};
 
 /// Why `check` failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,7 @@ pub fn check(config: &Config) -> Result<String, CheckError> {
         write_provider_report(&mut out, &report);
     }
     let _ = writeln!(out, "  decoders  {}", decoder_summary(None));
+    let _ = writeln!(out, "  frames    {}", frame_memory(config, shape));
     let enabled = config.cameras.iter().filter(|c| c.enabled).count();
     let _ = writeln!(out, "cameras    {enabled} enabled of {}", config.cameras.len());
     for cam in &config.cameras {
@@ -81,6 +82,23 @@ pub fn check(config: &Config) -> Result<String, CheckError> {
     }
     let _ = writeln!(out, "ok");
     Ok(out)
+}
+
+/// Where decoded frames are kept on their way to the model.
+fn frame_memory(config: &Config, shape: &ModelShape) -> String {
+    #[cfg(feature = "cuda")]
+    {
+        let in_use = provider_report().map_or("cpu", |r| r.in_use());
+        match crate::cuda::for_model(&config.model, shape.input, in_use) {
+            Ok(device) => format!("CUDA memory of GPU {} from nvh264dec/nvh265dec, system memory from other decoders", device.device()),
+            Err(why) => format!("system memory ({why})"),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (config, shape);
+        "system memory (built without the `cuda` feature)".to_owned()
+    }
 }
 
 fn check_credentials(config: &Config) -> Result<(), CheckError> {

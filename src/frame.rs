@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::infer::Letterbox;
+use crate::infer::{Letterbox, Pixels};
 use crate::telemetry::CameraMetrics;
 
 /// Index of a camera in the running set; stable for the life of the camera.
@@ -62,8 +62,28 @@ pub struct Frame {
     pub arrived: Instant,
     /// Source frame size and its placement in the model input.
     pub letterbox: Letterbox,
-    /// The appsink buffer, mapped readable: tightly packed RGB, model width × height.
-    pub pixels: gstreamer::MappedBuffer<gstreamer::buffer::Readable>,
+    /// The appsink buffer, mapped: tightly packed RGB, model width × height.
+    pub pixels: FrameMemory,
+}
+
+/// A frame's appsink buffer, mapped where its memory is.
+pub enum FrameMemory {
+    /// System memory, mapped readable.
+    Host(gstreamer::MappedBuffer<gstreamer::buffer::Readable>),
+    /// CUDA device memory, mapped for its device address (cargo feature `cuda`).
+    #[cfg(feature = "cuda")]
+    Device(crate::cuda::DeviceFrame),
+}
+
+impl FrameMemory {
+    /// The pixels as the detector reads them.
+    pub fn as_input(&self) -> Pixels<'_> {
+        match self {
+            FrameMemory::Host(mapped) => Pixels::Host(mapped.as_slice()),
+            #[cfg(feature = "cuda")]
+            FrameMemory::Device(frame) => Pixels::Device(frame.slice()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Frame {
@@ -74,7 +94,7 @@ impl std::fmt::Debug for Frame {
             .field("ts_us", &self.ts_us)
             .field("clock", &self.clock)
             .field("letterbox", &self.letterbox)
-            .field("bytes", &self.pixels.len())
+            .field("bytes", &self.pixels.as_input().len())
             .finish()
     }
 }

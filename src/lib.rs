@@ -12,6 +12,8 @@ pub mod capture;
 pub mod check;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod frame;
 pub mod infer;
 pub(crate) mod mailbox;

@@ -70,6 +70,8 @@ impl Mailboxes {
     ///
     /// # Errors
     /// After [`Mailboxes::close`], or for a freed slot, the frame is refused and handed back.
+    // The refused frame comes back by value: boxing it would cost an allocation per frame.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn put(&self, slot: CameraSlot, frame: Frame) -> Result<Option<Frame>, Frame> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if slots.closed || !slots.owned[slot] {
@@ -131,7 +133,7 @@ pub(crate) mod tests {
     use gstreamer as gst;
 
     use super::*;
-    use crate::frame::{CameraInfo, ClockSource};
+    use crate::frame::{CameraInfo, ClockSource, FrameMemory};
     use crate::infer::Letterbox;
     use crate::telemetry::Metrics;
 
@@ -156,7 +158,7 @@ pub(crate) mod tests {
             clock: ClockSource::Arrival,
             arrived: Instant::now(),
             letterbox: Letterbox::centered(2, 2, 2, 2),
-            pixels,
+            pixels: FrameMemory::Host(pixels),
         }
     }
 

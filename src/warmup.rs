@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, ModelConfig, Provider};
 use crate::infer::{
-    Detector, EngineCache, InferError, Input, Letterbox, load_runtime, platform_summary, provider_report, tensorrt_built_in,
+    Detector, EngineCache, InferError, Input, Letterbox, Pixels, load_runtime, platform_summary, provider_report, tensorrt_built_in,
 };
 use crate::systemd::Notifier;
 
@@ -123,7 +123,7 @@ fn load_and_run(model: &ModelConfig) -> Result<(), InferError> {
     let (w, h) = (detector.shape().width, detector.shape().height);
     let blank = vec![0u8; (w * h * 3) as usize];
     let letterbox = Letterbox::centered(w, h, w, h);
-    let input = Input { rgb: &blank, letterbox: &letterbox, confidence: 1.0, allowed: None };
+    let input = Input { pixels: Pixels::Host(&blank), letterbox: &letterbox, confidence: 1.0, allowed: None };
     let mut sizes = vec![1];
     if detector.max_batch() > 1 {
         sizes.push(detector.max_batch());

@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 
 use roadsight::config::{self, ModelConfig};
-use roadsight::infer::{Detector, Input, Letterbox};
+use roadsight::infer::{Detector, Input, Letterbox, Pixels};
 use support::{fixture, ort_library, repo};
 
 fn model_config(model: &Path, labels: &[&str], extra: &str) -> ModelConfig {
@@ -36,7 +36,7 @@ fn run_batch(detector: &mut Detector, frames: &[Vec<u8>]) -> Vec<Found> {
     detector
         .detect_batch(
             frames.len(),
-            |i| Input { rgb: &frames[i], letterbox: &letterbox, confidence: 0.01, allowed: None },
+            |i| Input { pixels: Pixels::Host(&frames[i]), letterbox: &letterbox, confidence: 0.01, allowed: None },
             |i, result| {
                 let (dets, _) = result.expect("decodes");
                 found[i] = dets.iter().map(|d| (d.class, d.confidence, d.bbox)).collect();
@@ -65,7 +65,7 @@ fn a_dynamic_batch_model_gives_the_same_detections_batched_and_one_at_a_time() {
     // More frames than the batch size is refused; the caller never builds such a batch.
     let five = [frames.as_slice(), &frames[..1]].concat();
     let letterbox = Letterbox::centered(64, 64, 64, 64);
-    let refused = detector.detect_batch(5, |i| Input { rgb: &five[i], letterbox: &letterbox, confidence: 0.1, allowed: None }, |_, _| {});
+    let refused = detector.detect_batch(5, |i| Input { pixels: Pixels::Host(&five[i]), letterbox: &letterbox, confidence: 0.1, allowed: None }, |_, _| {});
     assert!(refused.is_err());
 }
 
@@ -76,7 +76,7 @@ fn a_frame_of_the_wrong_size_fails_its_batch_and_nothing_is_decoded() {
     let frames = [frame(10, 10), vec![0u8; 12]];
     let letterbox = Letterbox::centered(64, 64, 64, 64);
     let mut called = 0;
-    let result = detector.detect_batch(2, |i| Input { rgb: &frames[i], letterbox: &letterbox, confidence: 0.1, allowed: None }, |_, _| called += 1);
+    let result = detector.detect_batch(2, |i| Input { pixels: Pixels::Host(&frames[i]), letterbox: &letterbox, confidence: 0.1, allowed: None }, |_, _| called += 1);
     assert!(result.unwrap_err().to_string().contains("12 bytes"));
     assert_eq!(called, 0);
 }

@@ -58,6 +58,9 @@ pub(crate) struct CaptureShared {
     pub input_height: u32,
     /// Next `seq`; continues across reconnects.
     pub seq: AtomicU64,
+    /// The GPU context frames from NVIDIA desktop decoders stay in (`None`: system memory).
+    #[cfg(feature = "cuda")]
+    pub device: Option<&'static crate::cuda::DeviceContext>,
 }
 
 /// Runs a camera until `shutdown`: connect, watch, reconnect.

@@ -1,10 +1,13 @@
 //! The GStreamer pipeline of one camera:
 //! `rtspsrc ! depay ! parse ! decoder [! nvvidconv] ! (fps cap) ! videoconvertscale add-borders
 //!  ! video/x-raw,format=RGB,width=W,height=H ! appsink max-buffers=1 drop=true sync=false`.
+//! With the `cuda` feature and a GPU provider, NVIDIA desktop decoders letterbox on the GPU
+//! instead: `nvh264dec ! cudaconvertscale add-borders ! video/x-raw(memory:CUDAMemory),...`, and
+//! the frame stays in device memory (see `crate::cuda`).
 //!
-//! The depayload/parse/decode chain is added when rtspsrc announces its video pad, because
-//! only then is the codec known. The appsink callback maps the buffer and leaves it in the
-//! camera's mailbox without blocking.
+//! The depayload/parse/decode/scale chain is added when rtspsrc announces its video pad,
+//! because only then is the codec known. The appsink callback maps the buffer and leaves it in
+//! the camera's mailbox without blocking.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +20,7 @@ use gstreamer_app as gst_app;
 use super::decoder::{self, Codec};
 use super::rate::RateLimiter;
 use super::{CaptureError, CaptureShared};
-use crate::frame::Frame;
+use crate::frame::{Frame, FrameMemory};
 use crate::infer::Letterbox;
 use crate::publish::unix_micros;
 use crate::telemetry::DropReason;
@@ -96,24 +99,13 @@ pub(crate) fn build(
         src.set_property("user-id", id);
         src.set_property("user-pw", pw);
     }
-    let scale = make_scaler()?;
-    let caps = gst::Caps::builder("video/x-raw")
-        .field("format", "RGB")
-        .field("width", shared.input_width as i32)
-        .field("height", shared.input_height as i32)
-        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-        .build();
-    let filter = gst::ElementFactory::make("capsfilter")
-        .property("caps", &caps)
-        .build()
-        .map_err(|e| CaptureError::Fatal(format!("capsfilter: {e}")))?;
     let sink = gst_app::AppSink::builder().max_buffers(1).drop(true).sync(false).build();
-    pipeline
-        .add_many([&src, &scale, &filter, sink.upcast_ref()])
-        .map_err(|e| CaptureError::Fatal(e.to_string()))?;
-    gst::Element::link_many([&scale, &filter, sink.upcast_ref()]).map_err(|e| CaptureError::Fatal(e.to_string()))?;
-
-    watch_source_size(&scale, liveness);
+    pipeline.add_many([&src, sink.upcast_ref()]).map_err(|e| CaptureError::Fatal(e.to_string()))?;
+    #[cfg(feature = "cuda")]
+    if let Some(device) = shared.device {
+        // CUDA elements added later take the bin's contexts: they share ONNX Runtime's.
+        pipeline.set_context(device.gst_context());
+    }
     install_sink_callback(&sink, shared, liveness);
     // Only the video stream is set up; audio and metadata streams are not even requested.
     src.connect("select-stream", false, |args| {
@@ -126,7 +118,7 @@ pub(crate) fn build(
     let liveness = Arc::clone(liveness);
     src.connect_pad_added(move |_, pad| {
         let Some(pipeline) = weak.upgrade() else { return };
-        if let Err(e) = link_video_pad(&pipeline, pad, &scale, &shared, &liveness) {
+        if let Err(e) = link_video_pad(&pipeline, pad, &sink, &shared, &liveness) {
             // Reported on the bus so the control loop sees it like any other error.
             gst::element_error!(pipeline, gst::StreamError::Decode, ("{}", e));
         }
@@ -134,22 +126,49 @@ pub(crate) fn build(
     Ok(pipeline)
 }
 
-fn make_scaler() -> Result<gst::Element, CaptureError> {
-    gst::ElementFactory::make("videoconvertscale")
+/// The letterboxing scaler and the caps of the model input: on the GPU for a frame that stays
+/// in device memory, else on the CPU into system memory.
+fn make_scaler(shared: &CaptureShared, device_memory: bool) -> Result<[gst::Element; 2], CaptureError> {
+    let factory = if device_memory { "cudaconvertscale" } else { "videoconvertscale" };
+    let scale = gst::ElementFactory::make(factory)
         .property("add-borders", true)
         .build()
-        .map_err(|e| CaptureError::Fatal(format!("videoconvertscale (gst-plugins-base >= 1.22): {e}")))
+        .map_err(|e| CaptureError::Fatal(format!("{factory} (GStreamer >= 1.22): {e}")))?;
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", shared.input_width as i32)
+        .field("height", shared.input_height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+    let caps = if device_memory { caps.features(["memory:CUDAMemory"]).build() } else { caps.build() };
+    let filter = gst::ElementFactory::make("capsfilter")
+        .property("caps", &caps)
+        .build()
+        .map_err(|e| CaptureError::Fatal(format!("capsfilter: {e}")))?;
+    Ok([scale, filter])
 }
 
-/// Adds depay ! parse ! decoder for the codec on `pad` and links it into the scaler.
+/// Whether frames from `decoder` stay in device memory: the `cuda` feature, a GPU context for
+/// the model, and an NVIDIA desktop decoder (whose output `cudaconvertscale` takes as it is).
+fn keeps_device_memory(shared: &CaptureShared, decoder: &str) -> bool {
+    #[cfg(feature = "cuda")]
+    return shared.device.is_some() && matches!(decoder, "nvh264dec" | "nvh265dec");
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (shared, decoder);
+        false
+    }
+}
+
+/// Adds depay ! parse ! decoder [! converter] ! scaler ! caps for the codec on `pad` between it
+/// and the appsink.
 fn link_video_pad(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
-    scale: &gst::Element,
+    sink: &gst_app::AppSink,
     shared: &Arc<CaptureShared>,
     liveness: &Arc<Liveness>,
 ) -> Result<(), CaptureError> {
-    if scale.static_pad("sink").is_some_and(|p| p.is_linked()) {
+    if sink.static_pad("sink").is_some_and(|p| p.is_linked()) {
         return Ok(());
     }
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
@@ -165,17 +184,22 @@ fn link_video_pad(
         .iter()
         .map(|n| gst::ElementFactory::make(n).build().map_err(|e| CaptureError::Fatal(format!("{n}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    pipeline.add_many(&elements).map_err(|e| CaptureError::Fatal(e.to_string()))?;
-    gst::Element::link_many(&elements).map_err(|e| CaptureError::Fatal(e.to_string()))?;
-    let last = elements.last().expect("chain is never empty");
-    install_rate_limit(last, shared, liveness);
-    last.link(scale).map_err(|e| CaptureError::Fatal(format!("{} → scaler: {e}", choice.element)))?;
-    for e in &elements {
+    let device_memory = keeps_device_memory(shared, &choice.element);
+    let [scale, filter] = make_scaler(shared, device_memory)?;
+    let decoded = elements.last().expect("chain is never empty").clone();
+    install_rate_limit(&decoded, shared, liveness);
+    watch_source_size(&scale, liveness);
+    let chain: Vec<gst::Element> = elements.into_iter().chain([scale, filter]).collect();
+    pipeline.add_many(&chain).map_err(|e| CaptureError::Fatal(e.to_string()))?;
+    gst::Element::link_many(&chain).map_err(|e| CaptureError::Fatal(format!("{} → scaler: {e}", choice.element)))?;
+    chain.last().expect("the filter ends the chain").link(sink).map_err(|e| CaptureError::Fatal(format!("caps → appsink: {e}")))?;
+    for e in &chain {
         e.sync_state_with_parent().map_err(|e| CaptureError::Fatal(e.to_string()))?;
     }
-    let sink = elements[0].static_pad("sink").expect("depayloaders have a sink pad");
-    pad.link(&sink).map_err(|e| CaptureError::Fatal(format!("rtspsrc → depay: {e:?}")))?;
-    tracing::info!(camera = %shared.config.id, stage = "capture", codec = ?codec, decoder = %choice.element, "Video stream linked.");
+    let depay = chain[0].static_pad("sink").expect("depayloaders have a sink pad");
+    pad.link(&depay).map_err(|e| CaptureError::Fatal(format!("rtspsrc → depay: {e:?}")))?;
+    let memory = if device_memory { "cuda" } else { "system" };
+    tracing::info!(camera = %shared.config.id, stage = "capture", codec = ?codec, decoder = %choice.element, memory, "Video stream linked.");
     Ok(())
 }
 
@@ -205,11 +229,11 @@ fn watch_source_size(scale: &gst::Element, liveness: &Arc<Liveness>) {
     let Some(pad) = scale.static_pad("sink") else { return };
     let liveness = Arc::clone(liveness);
     pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-        if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
-            if let Some(s) = caps.caps().structure(0) {
-                let (w, h) = (s.get::<i32>("width").unwrap_or(0), s.get::<i32>("height").unwrap_or(0));
-                liveness.source_size.store(((w as u64) << 32) | (h as u64 & 0xffff_ffff), Ordering::Relaxed);
-            }
+        if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view())
+            && let Some(s) = caps.caps().structure(0)
+        {
+            let (w, h) = (s.get::<i32>("width").unwrap_or(0), s.get::<i32>("height").unwrap_or(0));
+            liveness.source_size.store(((w as u64) << 32) | (h as u64 & 0xffff_ffff), Ordering::Relaxed);
         }
         gst::PadProbeReturn::Ok
     });
@@ -229,13 +253,29 @@ fn install_sink_callback(sink: &gst_app::AppSink, shared: &Arc<CaptureShared>, l
     sink.set_callbacks(callbacks);
 }
 
+/// Maps the appsink buffer where its memory is: for its device address when it is CUDA memory
+/// (`cuda` feature), else readable in system memory.
+fn map(shared: &CaptureShared, buffer: gst::Buffer) -> Option<FrameMemory> {
+    #[cfg(feature = "cuda")]
+    let buffer = match shared.device {
+        Some(device) => match crate::cuda::DeviceFrame::map(buffer, device) {
+            Ok(frame) => return Some(FrameMemory::Device(frame)),
+            Err(buffer) => buffer,
+        },
+        None => buffer,
+    };
+    #[cfg(not(feature = "cuda"))]
+    let _ = shared;
+    buffer.into_mapped_buffer_readable().ok().map(FrameMemory::Host)
+}
+
 /// Hands one frame to the mailbox; a frame it replaces is counted as stale.
 fn deliver(shared: &CaptureShared, liveness: &Liveness, buffer: gst::Buffer) {
     let arrived = Instant::now();
     let metrics = &shared.camera.metrics;
     metrics.captured.inc();
     let (ts_us, clock) = super::clock::capture_time(&buffer, unix_micros());
-    let Ok(pixels) = buffer.into_mapped_buffer_readable() else {
+    let Some(pixels) = map(shared, buffer) else {
         metrics.drop(DropReason::CaptureError, 1);
         tracing::warn!(camera = %shared.config.id, stage = "capture", "Frame dropped: buffer not mappable.");
         return;

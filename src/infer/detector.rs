@@ -4,10 +4,9 @@ use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
 use ort::session::Session;
-use ort::value::{PrimitiveTensorElementType, TensorRef};
 
 use super::decode::{DecodeParams, check_output_shape, decode};
-use super::input::{self, InputKind};
+use super::input::{InputBuffers, Pixels};
 use super::session::{self, ModelShape};
 use super::{InferError, Letterbox};
 
@@ -33,20 +32,16 @@ pub struct Detector {
     nms_iou: f32,
     /// Most frames per run: `model.max_batch` for a dynamic batch dimension, else 1.
     max_batch: usize,
-    /// Model input for conversions and batches, sized for `max_batch` frames once; a single
-    /// uint8 NHWC frame needs neither.
-    scratch_f32: Vec<f32>,
-    scratch_u8: Vec<u8>,
+    /// Model input for conversions and batches, sized for `max_batch` frames once.
+    buffers: InputBuffers,
     out: Vec<Detection>,
-    /// Address of the data of the last tensor handed to ONNX Runtime (zero-copy check).
-    last_input: usize,
 }
 
 /// One frame of a batch, as the detector reads it.
 #[derive(Clone, Copy)]
 pub struct Input<'a> {
     /// Packed RGB, model width × height.
-    pub rgb: &'a [u8],
+    pub pixels: Pixels<'a>,
     pub letterbox: &'a Letterbox,
     pub confidence: f32,
     /// Class indices kept; `None`: all.
@@ -70,12 +65,7 @@ impl Detector {
             InferError::Model { field: "model.decoder", path: config.path.clone(), reason: format!("output `{}`: {reason}", shape.output_name) }
         })?;
         let max_batch = if shape.dynamic_batch { config.max_batch } else { 1 };
-        let room = max_batch * (shape.height * shape.width * 3) as usize;
-        let (scratch_f32, scratch_u8) = match shape.input {
-            InputKind::U8Nhwc if max_batch == 1 => (Vec::new(), Vec::new()),
-            InputKind::U8Nhwc | InputKind::U8Nchw => (Vec::new(), vec![0; room]),
-            InputKind::F32Nhwc | InputKind::F32Nchw => (vec![0.0; room], Vec::new()),
-        };
+        let buffers = InputBuffers::new(shape.input, shape.height, shape.width, max_batch);
         Ok(Detector {
             session,
             _env: env,
@@ -84,10 +74,8 @@ impl Detector {
             num_classes,
             nms_iou: config.nms_iou,
             max_batch,
-            scratch_f32,
-            scratch_u8,
+            buffers,
             out: Vec::with_capacity(128),
-            last_input: 0,
         })
     }
 
@@ -102,9 +90,9 @@ impl Detector {
     }
 
     /// Where the data of the last input tensor handed to ONNX Runtime lives: for a uint8 NHWC
-    /// model run on one frame, the frame's own buffer.
+    /// model run on one frame, the frame's own buffer (host or device memory).
     pub fn last_input_address(&self) -> usize {
-        self.last_input
+        self.buffers.last_address()
     }
 
     /// Runs the model on one packed RGB frame of the model's input size and returns the
@@ -120,7 +108,7 @@ impl Detector {
         confidence: f32,
         allowed: Option<&[u32]>,
     ) -> Result<(&[Detection], StageTimes), InferError> {
-        let input = Input { rgb, letterbox, confidence, allowed };
+        let input = Input { pixels: Pixels::Host(rgb), letterbox, confidence, allowed };
         let mut outcome = None;
         self.detect_batch(1, |_| input, |_, result| outcome = Some(result.map(|(_, times)| times)))?;
         let times = outcome.unwrap_or_else(|| Err(InferError::Run("no output".into())))?;
@@ -143,43 +131,12 @@ impl Detector {
         if n == 0 || n > self.max_batch {
             return Err(InferError::Run(format!("batch of {n}, the model takes 1 to {}", self.max_batch)));
         }
-        let (h, w) = (self.shape.height, self.shape.width);
-        let plane = (h * w) as usize;
-        let size = plane * 3;
-        if let Some(bad) = (0..n).map(|i| input(i).rgb.len()).find(|&len| len != size) {
+        let size = (self.shape.height * self.shape.width * 3) as usize;
+        if let Some(bad) = (0..n).map(|i| input(i).pixels.len()).find(|&len| len != size) {
             return Err(InferError::Run(format!("frame has {bad} bytes, the model takes {size}")));
         }
-        let dims = self.shape.input.shape(n, h, w);
         let started = Instant::now();
-        // One uint8 NHWC frame borrows the mapped GStreamer buffer: no copy. A batch is
-        // gathered into the scratch buffer; other layouts are converted into it.
-        let tensor = match self.shape.input {
-            InputKind::U8Nhwc if n == 1 => view(dims, input(0).rgb, &mut self.last_input)?,
-            InputKind::U8Nhwc => {
-                for (i, dst) in self.scratch_u8.chunks_exact_mut(size).take(n).enumerate() {
-                    dst.copy_from_slice(input(i).rgb);
-                }
-                view(dims, &self.scratch_u8[..n * size], &mut self.last_input)?
-            }
-            InputKind::U8Nchw => {
-                for (i, dst) in self.scratch_u8.chunks_exact_mut(size).take(n).enumerate() {
-                    input::to_nchw(input(i).rgb, plane, dst, |v| v);
-                }
-                view(dims, &self.scratch_u8[..n * size], &mut self.last_input)?
-            }
-            InputKind::F32Nhwc => {
-                for (i, dst) in self.scratch_f32.chunks_exact_mut(size).take(n).enumerate() {
-                    input::to_f32_nhwc(input(i).rgb, dst);
-                }
-                view(dims, &self.scratch_f32[..n * size], &mut self.last_input)?
-            }
-            InputKind::F32Nchw => {
-                for (i, dst) in self.scratch_f32.chunks_exact_mut(size).take(n).enumerate() {
-                    input::to_nchw(input(i).rgb, plane, dst, |v| f32::from(v) / 255.0);
-                }
-                view(dims, &self.scratch_f32[..n * size], &mut self.last_input)?
-            }
-        };
+        let tensor = self.buffers.tensor(n, |i| input(i).pixels)?;
         let outputs = self
             .session
             // Positional: the model has exactly one input (checked at load), and the array form
@@ -210,17 +167,6 @@ impl Detector {
     }
 }
 
-/// Wraps `data` as an input tensor without copying; records where ONNX Runtime sees its data.
-fn view<'a, T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
-    dims: [i64; 4],
-    data: &'a [T],
-    seen_at: &mut usize,
-) -> Result<ort::value::DynValueRef<'a>, InferError> {
-    let tensor = TensorRef::from_array_view((dims, data))?;
-    *seen_at = tensor.data_ptr() as usize;
-    Ok(tensor.into_dyn())
-}
-
 /// The shape and length of one frame's slice of a batched output.
 struct ItemShape {
     dims: [i64; MAX_OUTPUT_RANK],
@@ -239,7 +185,7 @@ const MAX_OUTPUT_RANK: usize = 6;
 /// Splits an output of `n` frames along its first dimension.
 fn per_frame(shape: &[i64], values: usize, n: usize) -> Result<ItemShape, String> {
     let rank = shape.len();
-    if rank == 0 || rank > MAX_OUTPUT_RANK || shape[0] != n as i64 || values % n != 0 {
+    if rank == 0 || rank > MAX_OUTPUT_RANK || shape[0] != n as i64 || !values.is_multiple_of(n) {
         return Err(format!("output shape {shape:?} does not hold a batch of {n}"));
     }
     let mut dims = [0; MAX_OUTPUT_RANK];

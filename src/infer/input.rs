@@ -1,9 +1,15 @@
-//! From a letterboxed RGB frame to the model's input tensor.
+//! From letterboxed RGB frames to the model's input tensor.
 //!
-//! A uint8 NHWC model takes the mapped GStreamer buffer as it is (zero copy). Other layouts
-//! cost one pass into a buffer allocated once: float32 NHWC gets raw 0–255 values (as the
-//! TensorFlow-exported CenterNet expects), NCHW layouts are planar, and float32 NCHW is scaled
-//! to 0–1 (the YOLO convention).
+//! A uint8 NHWC model takes the mapped GStreamer buffer as it is (zero copy), in host memory or,
+//! with the `cuda` feature, in device memory. Batches and other layouts cost one pass into a
+//! buffer allocated once: float32 NHWC gets raw 0–255 values (as the TensorFlow-exported
+//! CenterNet expects), NCHW layouts are planar, and float32 NCHW is scaled to 0–1 (the YOLO
+//! convention).
+
+use ort::session::SessionInputValue;
+use ort::value::{PrimitiveTensorElementType, TensorRef};
+
+use super::InferError;
 
 /// The model input layouts the daemon can feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +28,7 @@ impl InputKind {
     /// Recognises an RGB image input from its element type and declared shape; returns the kind,
     /// height and width. A batch dimension of -1 (dynamic) is accepted.
     pub(crate) fn from_shape(u8_input: bool, dims: &[i64]) -> Option<(InputKind, u32, u32)> {
-        let size = |h: i64, w: i64| (h > 0 && w > 0).then(|| (h as u32, w as u32));
+        let size = |h: i64, w: i64| (h > 0 && w > 0).then_some((h as u32, w as u32));
         match *dims {
             [n, h, w, 3] if n == 1 || n == -1 => {
                 let (h, w) = size(h, w)?;
@@ -44,6 +50,192 @@ impl InputKind {
             InputKind::U8Nchw | InputKind::F32Nchw => [n, 3, h, w],
         }
     }
+}
+
+/// Where a frame's packed RGB pixels (model width × height) are.
+#[derive(Debug, Clone, Copy)]
+pub enum Pixels<'a> {
+    /// In host memory.
+    Host(&'a [u8]),
+    /// In CUDA device memory (cargo feature `cuda`).
+    #[cfg(feature = "cuda")]
+    Device(crate::cuda::DeviceSlice),
+}
+
+impl<'a> Pixels<'a> {
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Pixels::Host(bytes) => bytes.len(),
+            #[cfg(feature = "cuda")]
+            Pixels::Device(slice) => slice.len,
+        }
+    }
+
+    /// Whether there are no pixels at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, when they are in host memory.
+    fn host(self) -> Option<&'a [u8]> {
+        match self {
+            Pixels::Host(bytes) => Some(bytes),
+            #[cfg(feature = "cuda")]
+            Pixels::Device(_) => None,
+        }
+    }
+}
+
+/// The buffers model inputs are built in, allocated once for the largest batch, and the
+/// address of the last input handed to ONNX Runtime (zero-copy check).
+pub(crate) struct InputBuffers {
+    kind: InputKind,
+    height: u32,
+    width: u32,
+    /// Sizes the device buffer of batches.
+    #[cfg(feature = "cuda")]
+    max_batch: usize,
+    f32s: Vec<f32>,
+    u8s: Vec<u8>,
+    /// Where batches of frames in device memory are gathered; allocated on the first one.
+    #[cfg(feature = "cuda")]
+    device: Option<crate::cuda::DeviceBatch>,
+    last_address: usize,
+}
+
+impl InputBuffers {
+    /// Buffers for `max_batch` frames of a model taking `kind` at `height` × `width`; a single
+    /// uint8 NHWC frame needs none.
+    pub(crate) fn new(kind: InputKind, height: u32, width: u32, max_batch: usize) -> Self {
+        let room = max_batch * (height * width * 3) as usize;
+        let (f32s, u8s) = match kind {
+            InputKind::U8Nhwc if max_batch == 1 => (Vec::new(), Vec::new()),
+            InputKind::U8Nhwc | InputKind::U8Nchw => (Vec::new(), vec![0; room]),
+            InputKind::F32Nhwc | InputKind::F32Nchw => (vec![0.0; room], Vec::new()),
+        };
+        InputBuffers {
+            kind,
+            height,
+            width,
+            #[cfg(feature = "cuda")]
+            max_batch,
+            f32s,
+            u8s,
+            #[cfg(feature = "cuda")]
+            device: None,
+            last_address: 0,
+        }
+    }
+
+    /// Where the data of the last tensor built lives.
+    pub(crate) fn last_address(&self) -> usize {
+        self.last_address
+    }
+
+    /// The input tensor for frames `0..n`, each of the model's input size (checked by the
+    /// caller). One uint8 NHWC frame is passed in place; otherwise the frames are gathered or
+    /// converted into the buffers.
+    pub(crate) fn tensor<'s, 'f: 's>(
+        &'s mut self,
+        n: usize,
+        frame: impl Fn(usize) -> Pixels<'f>,
+    ) -> Result<SessionInputValue<'s>, InferError> {
+        #[cfg(feature = "cuda")]
+        if (0..n).any(|i| matches!(frame(i), Pixels::Device(_))) {
+            return self.device_tensor(n, frame);
+        }
+        let dims = self.kind.shape(n, self.height, self.width);
+        let plane = (self.height * self.width) as usize;
+        let size = plane * 3;
+        // Every frame is in host memory here (device frames took the branch above).
+        let rgb = |i: usize| frame(i).host().unwrap_or_default();
+        let seen = &mut self.last_address;
+        match self.kind {
+            InputKind::U8Nhwc if n == 1 => view(dims, rgb(0), seen),
+            InputKind::U8Nhwc => {
+                for (i, dst) in self.u8s.chunks_exact_mut(size).take(n).enumerate() {
+                    dst.copy_from_slice(rgb(i));
+                }
+                view(dims, &self.u8s[..n * size], seen)
+            }
+            InputKind::U8Nchw => {
+                for (i, dst) in self.u8s.chunks_exact_mut(size).take(n).enumerate() {
+                    to_nchw(rgb(i), plane, dst, |v| v);
+                }
+                view(dims, &self.u8s[..n * size], seen)
+            }
+            InputKind::F32Nhwc => {
+                for (i, dst) in self.f32s.chunks_exact_mut(size).take(n).enumerate() {
+                    to_f32_nhwc(rgb(i), dst);
+                }
+                view(dims, &self.f32s[..n * size], seen)
+            }
+            InputKind::F32Nchw => {
+                for (i, dst) in self.f32s.chunks_exact_mut(size).take(n).enumerate() {
+                    to_nchw(rgb(i), plane, dst, |v| f32::from(v) / 255.0);
+                }
+                view(dims, &self.f32s[..n * size], seen)
+            }
+        }
+    }
+
+    /// The input tensor in device memory: one device frame in place, else the batch gathered
+    /// on the device (host frames of CPU-decoded cameras are uploaded into it).
+    #[cfg(feature = "cuda")]
+    fn device_tensor<'s, 'f: 's>(
+        &'s mut self,
+        n: usize,
+        frame: impl Fn(usize) -> Pixels<'f>,
+    ) -> Result<SessionInputValue<'s>, InferError> {
+        use crate::cuda::{DeviceBatch, DeviceContext, Part};
+        use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+
+        if self.kind != InputKind::U8Nhwc {
+            return Err(InferError::Run(format!("frames in device memory need a uint8 NHWC model, this one takes {:?}", self.kind)));
+        }
+        let size = (self.height * self.width * 3) as usize;
+        let slice = match frame(0) {
+            Pixels::Device(slice) if n == 1 => slice,
+            _ => {
+                if self.device.is_none() {
+                    let device = (0..n).find_map(|i| match frame(i) {
+                        Pixels::Device(slice) => Some(slice.device),
+                        Pixels::Host(_) => None,
+                    });
+                    let context = DeviceContext::open(device.unwrap_or(0)).map_err(InferError::Run)?;
+                    self.device = Some(DeviceBatch::new(context, self.max_batch * size).map_err(InferError::Run)?);
+                }
+                let batch = self.device.as_mut().ok_or_else(|| InferError::Run("no device buffer".into()))?;
+                let part = |i: usize| match frame(i) {
+                    Pixels::Host(bytes) => Part::Host(bytes),
+                    Pixels::Device(slice) => Part::Device(slice),
+                };
+                batch.gather(n, size, part).map_err(InferError::Run)?
+            }
+        };
+        let dims = self.kind.shape(n, self.height, self.width);
+        let info = MemoryInfo::new(AllocationDevice::CUDA, slice.device, AllocatorType::Device, MemoryType::Default)?;
+        // SAFETY: `slice` is `n` frames of the model's input size in device memory of
+        // `slice.device`, mapped (or gathered into the buffer this value owns) until the run
+        // that borrows the tensor is over.
+        let tensor = unsafe {
+            ort::value::TensorRefMut::<u8>::from_raw(info, slice.address as usize as *mut _, ort::value::Shape::new(dims))?
+        };
+        self.last_address = slice.address as usize;
+        Ok(tensor.into())
+    }
+}
+
+/// Wraps `data` as an input tensor without copying; records where ONNX Runtime sees its data.
+fn view<'a, T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
+    dims: [i64; 4],
+    data: &'a [T],
+    seen_at: &mut usize,
+) -> Result<SessionInputValue<'a>, InferError> {
+    let tensor = TensorRef::from_array_view((dims, data))?;
+    *seen_at = tensor.data_ptr() as usize;
+    Ok(tensor.into())
 }
 
 /// Writes packed RGB pixels (`width * height * 3` bytes) as float32 NHWC, 0–255.

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 pub use detector::{Detector, Input, StageTimes};
 pub use engine_cache::EngineCache;
 pub(crate) use engine_cache::sha256_file;
-pub use input::InputKind;
+pub use input::{InputKind, Pixels};
 pub use letterbox::Letterbox;
 pub use providers::{ProviderReport, Skipped, last_report as provider_report, tensorrt_built_in};
 pub use session::ModelShape;

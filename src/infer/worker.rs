@@ -141,7 +141,7 @@ impl Worker {
 
 fn input(frame: &Frame) -> Input<'_> {
     Input {
-        rgb: &frame.pixels,
+        pixels: frame.pixels.as_input(),
         letterbox: &frame.letterbox,
         confidence: frame.camera.confidence,
         allowed: frame.camera.classes.as_deref(),

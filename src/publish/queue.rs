@@ -37,10 +37,10 @@ impl PublishQueue {
     /// Queues one result; drops (and counts) the oldest when full.
     pub(crate) fn push(&self, item: Detections) {
         let mut state = self.lock();
-        if state.items.len() >= self.capacity {
-            if let Some(old) = state.items.pop_front() {
-                old.camera.metrics.drop(DropReason::QueueFull, 1);
-            }
+        if state.items.len() >= self.capacity
+            && let Some(old) = state.items.pop_front()
+        {
+            old.camera.metrics.drop(DropReason::QueueFull, 1);
         }
         state.items.push_back(item);
         drop(state);

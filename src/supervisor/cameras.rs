@@ -42,6 +42,9 @@ pub(super) struct Shared {
     pub defaults: CaptureDefaults,
     pub input_width: u32,
     pub input_height: u32,
+    /// Where frames of NVIDIA desktop decoders stay (`None`: system memory).
+    #[cfg(feature = "cuda")]
+    pub device: Option<&'static crate::cuda::DeviceContext>,
 }
 
 pub(super) struct CameraSet {
@@ -109,6 +112,8 @@ impl CameraSet {
             input_width: self.shared.input_width,
             input_height: self.shared.input_height,
             seq: AtomicU64::new(seq),
+            #[cfg(feature = "cuda")]
+            device: self.shared.device,
         });
         let stop = CancellationToken::new();
         let task = tokio::spawn(capture::run(Arc::clone(&shared), stop.clone()));

@@ -188,6 +188,8 @@ pub async fn run(config: Config, logs: LogControl) -> Result<(), RunError> {
         defaults: config.capture.clone(),
         input_width: shape.width,
         input_height: shape.height,
+        #[cfg(feature = "cuda")]
+        device: device_frames(&config.model, &shape),
     };
     let mut cameras = CameraSet::new(shared, Arc::clone(&mailboxes), Arc::clone(&metrics));
     cameras.apply(&config.cameras).await;
@@ -358,6 +360,22 @@ async fn wait_for_redis(target: &RedisTarget) -> Result<(), RunError> {
 
 /// `<file stem>@<first 8 hex digits of its SHA-256>`, the `model` field. The hash is the one
 /// the TensorRT engine key uses (read once per file).
+/// The GPU context frames of NVIDIA desktop decoders stay in, or `None` (logged why).
+#[cfg(feature = "cuda")]
+fn device_frames(model: &crate::config::ModelConfig, shape: &infer::ModelShape) -> Option<&'static crate::cuda::DeviceContext> {
+    let in_use = infer::provider_report().map_or("cpu", |r| r.in_use());
+    match crate::cuda::for_model(model, shape.input, in_use) {
+        Ok(device) => {
+            tracing::info!(stage = "capture", device = device.device(), "Frames from nvh264dec/nvh265dec stay in CUDA memory.");
+            Some(device)
+        }
+        Err(why) => {
+            tracing::info!(stage = "capture", reason = %why, "Frames go through system memory.");
+            None
+        }
+    }
+}
+
 fn model_name(path: &std::path::Path) -> String {
     let stem = path.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
     // The model was just loaded from this file, so it is readable; "unread" only if it vanished.

@@ -98,10 +98,10 @@ pub(super) async fn run(uplink: &Uplink) {
         let delay = backoff.next_delay();
         tracing::warn!(stage = "uplink", upstream = %uplink.target.display, error = %e, retry_ms = delay.as_millis() as u64, "Uplink interrupted; retrying.");
         // An outage is when the backlog grows: keep it within budget while waiting.
-        if let Ok(mut local) = uplink.local.connect().await {
-            if let Err(e) = backlog::enforce(&mut local, &mut streams, uplink.config.backlog_entries).await {
-                tracing::debug!(stage = "uplink", error = %e, "Backlog check failed.");
-            }
+        if let Ok(mut local) = uplink.local.connect().await
+            && let Err(e) = backlog::enforce(&mut local, &mut streams, uplink.config.backlog_entries).await
+        {
+            tracing::debug!(stage = "uplink", error = %e, "Backlog check failed.");
         }
         tokio::time::sleep(delay).await;
     }

@@ -78,7 +78,7 @@ impl UpstreamTarget {
                     builder = builder.username(user.clone());
                 }
                 if let Some(pw) = &self.password {
-                    builder = builder.password(pw.expose().to_owned());
+                    builder = builder.password(pw.expose());
                 }
                 if let Some(certs) = &self.tls {
                     builder = builder.certs(certs.clone());
