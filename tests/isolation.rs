@@ -47,14 +47,20 @@ fn a_flapping_and_a_hung_camera_do_not_delay_the_others() {
     // the hung one is frozen for the first 9 s: its stall is detected, and reconnecting to it
     // hangs in RTSP until its timeout.
     let from = unix_ms();
+    let mut events = Vec::new();
+    let mut event = |what: &str| events.push(format!("{} ms {what}", unix_ms() - from));
     hung.signal(libc::SIGSTOP);
+    event("hung frozen");
     for round in 0..3 {
         flapping.take().unwrap().kill();
+        event("flapping killed");
         std::thread::sleep(Duration::from_secs(3));
         if round == 1 {
             hung.signal(libc::SIGCONT);
+            event("hung thawed");
         }
         flapping = Some(TestCam::start(&source, flap_port));
+        event("flapping restarted");
         std::thread::sleep(Duration::from_secs(3));
     }
     let to = unix_ms();
@@ -67,13 +73,20 @@ fn a_flapping_and_a_hung_camera_do_not_delay_the_others() {
         .collect();
     let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
     let longest = gaps.iter().copied().max().unwrap_or(u64::MAX);
+    let long: Vec<String> =
+        times.windows(2).filter(|w| w[1] - w[0] > 700).map(|w| format!("{} ms after {}", w[1] - w[0], w[0] - from)).collect();
     let secs = (to - from) as f64 / 1000.0;
-    let msg = format!("steady camera: {} entries in {secs:.1} s, longest gap {longest} ms", times.len());
+    let msg = format!(
+        "steady camera: {} entries in {secs:.1} s, longest gap {longest} ms; gaps over 700 ms: {long:?}; events: {events:?}",
+        times.len()
+    );
     eprintln!("{msg}");
-    // 2 fps is one entry per 500 ms; a camera blocking the scheduler or the runtime for its
-    // stall timeout (3 s) or a reconnect would show as a gap of seconds.
+    // 2 fps is one entry per 500 ms. Each camera (re)start costs CPU on a 2-core machine (the
+    // test camera process starts and encodes, the daemon starts a decoder): gaps of up to 1.6 s
+    // were seen right after a restart. A camera that blocked the scheduler, the runtime or the
+    // publisher would hold the others for its stall timeout (3 s) or an RTSP timeout.
     assert!(times.len() as f64 >= 0.8 * 2.0 * secs, "{msg}");
-    assert!(longest < 1500, "{msg}");
+    assert!(longest < 2500, "{msg}");
 
     let text = daemon.scrape();
     assert_eq!(value(&text, "roadsight_camera_reconnects_total", "steady"), 0.0, "{text}");
