@@ -154,6 +154,8 @@ impl DeviceContext {
     }
 
     fn retain(driver: &'static Driver, device: i32) -> Result<DeviceContext, String> {
+        // GstContext and GstCudaContext are GStreamer types: GStreamer must be initialised.
+        gst::init().map_err(|e| format!("GStreamer: {e}"))?;
         // SAFETY: C calls with out-pointers to locals; each result is checked.
         unsafe {
             driver.check((driver.cu_init)(0), "cuInit")?;
