@@ -88,8 +88,7 @@ pub fn check(config: &Config) -> Result<String, CheckError> {
 fn frame_memory(config: &Config, shape: &ModelShape) -> String {
     #[cfg(feature = "cuda")]
     {
-        let in_use = provider_report().map_or("cpu", |r| r.in_use());
-        match crate::cuda::for_model(&config.model, shape.input, in_use) {
+        match crate::cuda::for_model(&config.model, shape.input) {
             Ok(device) => format!("CUDA memory of GPU {} from nvh264dec/nvh265dec, system memory from other decoders", device.device()),
             Err(why) => format!("system memory ({why})"),
         }

@@ -192,11 +192,13 @@ impl DeviceContext {
     }
 }
 
-/// The GPU context frames are kept in for this model, or why they stay in system memory.
+/// The GPU context frames are kept in for this model, given the provider the loaded session
+/// runs on, or why they stay in system memory.
 ///
 /// # Errors
 /// Why frames stay in system memory, for the log and `roadsightd check`.
-pub fn for_model(model: &ModelConfig, input: InputKind, in_use: &str) -> Result<&'static DeviceContext, String> {
+pub fn for_model(model: &ModelConfig, input: InputKind) -> Result<&'static DeviceContext, String> {
+    let in_use = crate::infer::provider_report().map_or("cpu", |r| r.in_use());
     DeviceContext::open(device_for(&model.providers, input, in_use)?)
 }
 

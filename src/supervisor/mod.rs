@@ -363,8 +363,7 @@ async fn wait_for_redis(target: &RedisTarget) -> Result<(), RunError> {
 /// The GPU context frames of NVIDIA desktop decoders stay in, or `None` (logged why).
 #[cfg(feature = "cuda")]
 fn device_frames(model: &crate::config::ModelConfig, shape: &infer::ModelShape) -> Option<&'static crate::cuda::DeviceContext> {
-    let in_use = infer::provider_report().map_or("cpu", |r| r.in_use());
-    match crate::cuda::for_model(model, shape.input, in_use) {
+    match crate::cuda::for_model(model, shape.input) {
         Ok(device) => {
             tracing::info!(stage = "capture", device = device.device(), "Frames from nvh264dec/nvh265dec stay in CUDA memory.");
             Some(device)
