@@ -5,7 +5,7 @@
 //! returns the buffer to GStreamer's pool. A [`Detections`] is what the publisher turns into
 //! one stream entry.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use crate::infer::{Letterbox, Pixels};
@@ -124,5 +124,79 @@ pub struct Detections {
     pub arrived: Instant,
     /// When inference handed the result to the publisher (the publish stage starts).
     pub handed_over: Instant,
-    pub objects: Vec<Detection>,
+    pub objects: Objects,
+}
+
+/// The objects of one result, in a vector that goes back to its [`ObjectPool`] when the result
+/// is published or dropped: after warm-up no frame allocates one.
+pub struct Objects {
+    items: Vec<Detection>,
+    pool: Option<Arc<ObjectPool>>,
+}
+
+impl Objects {
+    /// Objects outside any pool (tests, tools).
+    pub fn unpooled(items: Vec<Detection>) -> Self {
+        Objects { items, pool: None }
+    }
+}
+
+impl std::ops::Deref for Objects {
+    type Target = [Detection];
+
+    fn deref(&self) -> &[Detection] {
+        &self.items
+    }
+}
+
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.items.fmt(f)
+    }
+}
+
+impl Drop for Objects {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.put(std::mem::take(&mut self.items));
+        }
+    }
+}
+
+/// Spare object vectors shared by the inference workers (which fill them) and the publisher
+/// (whose results give them back); holds at most `capacity`, the rest are freed.
+#[derive(Debug)]
+pub struct ObjectPool {
+    spare: Mutex<Vec<Vec<Detection>>>,
+    capacity: usize,
+}
+
+/// Room for the objects of a busy street scene; a vector that needed more keeps its growth.
+const OBJECTS_ROOM: usize = 32;
+
+impl ObjectPool {
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(ObjectPool { spare: Mutex::new(Vec::with_capacity(capacity)), capacity })
+    }
+
+    /// A copy of `objects` in a spare vector (a new one when none is left).
+    pub fn objects(self: &Arc<Self>, objects: &[Detection]) -> Objects {
+        let spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut items = spare.unwrap_or_else(|| Vec::with_capacity(OBJECTS_ROOM.max(objects.len())));
+        items.clear();
+        items.extend_from_slice(objects);
+        Objects { items, pool: Some(Arc::clone(self)) }
+    }
+
+    fn put(&self, items: Vec<Detection>) {
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < self.capacity {
+            spare.push(items);
+        }
+    }
+
+    /// Vectors waiting to be reused.
+    pub fn spare(&self) -> usize {
+        self.spare.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
 }

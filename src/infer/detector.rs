@@ -7,6 +7,7 @@ use ort::session::Session;
 
 use super::decode::{DecodeParams, check_output_shape, decode};
 use super::input::{InputBuffers, Pixels};
+use super::output::OutputBuffers;
 use super::session::{self, ModelShape};
 use super::{InferError, Letterbox};
 
@@ -34,6 +35,8 @@ pub struct Detector {
     max_batch: usize,
     /// Model input for conversions and batches, sized for `max_batch` frames once.
     buffers: InputBuffers,
+    /// Where runs of each batch size write the output.
+    outputs: OutputBuffers,
     out: Vec<Detection>,
 }
 
@@ -66,6 +69,10 @@ impl Detector {
         })?;
         let max_batch = if shape.dynamic_batch { config.max_batch } else { 1 };
         let buffers = InputBuffers::new(shape.input, shape.height, shape.width, max_batch);
+        let outputs = OutputBuffers::new(&session, &shape.output_name, &shape.output_shape, max_batch)?;
+        if !outputs.preallocated() {
+            tracing::info!(stage = "infer", output = %shape.output_name, shape = ?shape.output_shape, "Model output has dynamic dimensions; ONNX Runtime allocates it on every run.");
+        }
         Ok(Detector {
             session,
             _env: env,
@@ -75,6 +82,7 @@ impl Detector {
             nms_iou: config.nms_iou,
             max_batch,
             buffers,
+            outputs,
             out: Vec::with_capacity(128),
         })
     }
@@ -141,7 +149,7 @@ impl Detector {
             .session
             // Positional: the model has exactly one input (checked at load), and the array form
             // saves the Vec the named form allocates on every run.
-            .run(ort::inputs![tensor])
+            .run_with_options(ort::inputs![tensor], self.outputs.run(n))
             .map_err(|e| InferError::Run(e.to_string()))?;
         let inference = started.elapsed();
         let (out_shape, data) = outputs[self.shape.output_name.as_str()]

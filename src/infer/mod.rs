@@ -10,6 +10,7 @@ mod engine_cache;
 mod input;
 mod letterbox;
 mod nms;
+mod output;
 mod platform;
 mod providers;
 mod session;

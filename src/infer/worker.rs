@@ -171,7 +171,7 @@ fn finish(frame: &Frame, result: Result<(&[Detection], StageTimes), InferError>,
         inference_us: took.inference.as_micros() as u64,
         arrived: frame.arrived,
         handed_over: Instant::now(),
-        objects: objects.to_vec(),
+        objects: queue.objects(objects),
     });
 }
 

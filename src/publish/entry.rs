@@ -51,60 +51,84 @@ pub(crate) fn write_det_json(objects: &[Detection], labels_json: &[String], out:
     out.push(']');
 }
 
-/// Appends the `XADD` of one entry to `pipe`. `lat_us` is capture → now; `json` is scratch.
-pub(crate) fn add_xadd(pipe: &mut redis::Pipeline, ctx: &EntryContext, d: &Detections, lat_us: i64, json: &mut String) {
-    write_det_json(&d.objects, &ctx.labels_json, json);
-    // Sized up front: growing the argument buffers push by push cost ~11 reallocations per
-    // entry (heaptrack), the largest share of the daemon's Rust allocations per frame.
-    let bytes = XADD_FIXED_BYTES + d.camera.stream_key.len() + ctx.site.len() + d.camera.id.len() + ctx.run.len() + ctx.model.len() + json.len();
-    let mut cmd = redis::Cmd::with_capacity(XADD_ARGS, bytes);
-    cmd.arg("XADD")
-        .arg(&d.camera.stream_key)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(ctx.maxlen)
-        .arg("*")
-        .arg("v")
-        .arg("1")
-        .arg("site")
-        .arg(&ctx.site)
-        .arg("cam")
-        .arg(&d.camera.id)
-        .arg("run")
-        .arg(&ctx.run)
-        .arg("seq")
-        .arg(d.seq)
-        .arg("ts")
-        .arg(d.ts_us)
-        .arg("clock")
-        .arg(d.clock.as_str())
-        .arg("lat")
-        .arg(lat_us)
-        .arg("inf")
-        .arg(d.inference_us)
-        .arg("w")
-        .arg(d.width)
-        .arg("h")
-        .arg(d.height)
-        .arg("model")
-        .arg(&ctx.model)
-        .arg("n")
-        .arg(d.objects.len());
-    match ctx.encoding {
-        Encoding::Json => {
-            cmd.arg("det").arg(json.as_str());
-        }
-        Encoding::JsonLz4 => {
-            cmd.arg("det").arg(lz4_flex::compress_prepend_size(json.as_bytes())).arg("enc").arg("json+lz4");
-        }
-    }
-    pipe.add_command(cmd);
+/// Builds the `XADD` of each entry in buffers kept from entry to entry: the command, the `det`
+/// JSON and its lz4 form grow to the largest entry seen, then no entry allocates.
+pub(crate) struct XaddWriter {
+    cmd: redis::Cmd,
+    json: String,
+    lz4: Vec<u8>,
 }
 
-/// Arguments of one entry's XADD (with `enc`), and a bound on the bytes of its fixed parts
-/// (names, numbers) for sizing the command once.
+impl XaddWriter {
+    pub(crate) fn new() -> Self {
+        Self { cmd: redis::Cmd::with_capacity(XADD_ARGS, 4096), json: String::with_capacity(4096), lz4: Vec::new() }
+    }
+
+    /// The `XADD` of one entry; `lat_us` is capture → now.
+    pub(crate) fn xadd(&mut self, ctx: &EntryContext, d: &Detections, lat_us: i64) -> &redis::Cmd {
+        write_det_json(&d.objects, &ctx.labels_json, &mut self.json);
+        let cmd = &mut self.cmd;
+        cmd.clear();
+        cmd.arg("XADD")
+            .arg(&d.camera.stream_key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(ctx.maxlen)
+            .arg("*")
+            .arg("v")
+            .arg("1")
+            .arg("site")
+            .arg(&ctx.site)
+            .arg("cam")
+            .arg(&d.camera.id)
+            .arg("run")
+            .arg(&ctx.run)
+            .arg("seq")
+            .arg(d.seq)
+            .arg("ts")
+            .arg(d.ts_us)
+            .arg("clock")
+            .arg(d.clock.as_str())
+            .arg("lat")
+            .arg(lat_us)
+            .arg("inf")
+            .arg(d.inference_us)
+            .arg("w")
+            .arg(d.width)
+            .arg("h")
+            .arg(d.height)
+            .arg("model")
+            .arg(&ctx.model)
+            .arg("n")
+            .arg(d.objects.len());
+        match ctx.encoding {
+            Encoding::Json => {
+                cmd.arg("det").arg(self.json.as_str());
+            }
+            Encoding::JsonLz4 => {
+                lz4_prepend_size(self.json.as_bytes(), &mut self.lz4);
+                cmd.arg("det").arg(self.lz4.as_slice()).arg("enc").arg("json+lz4");
+            }
+        }
+        &self.cmd
+    }
+}
+
+/// `input` lz4-compressed into `out` (reused), after its length as 4 little-endian bytes: the
+/// format of `lz4_flex::compress_prepend_size`.
+fn lz4_prepend_size(input: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+    out.resize(4 + lz4_flex::block::get_maximum_output_size(input.len()), 0);
+    match lz4_flex::block::compress_into(input, &mut out[4..]) {
+        Ok(n) => out.truncate(4 + n),
+        // Cannot happen: `out` has the room the format needs at most.
+        Err(_) => *out = lz4_flex::compress_prepend_size(input),
+    }
+}
+
+/// Arguments of one entry's XADD (with `enc`).
 const XADD_ARGS: usize = 36;
-const XADD_FIXED_BYTES: usize = 256;
 
 /// The stream key of a camera: the braces make `<site>:<camera>` the Redis Cluster hash tag.
 pub(crate) fn stream_key(site: &str, camera: &str) -> String {
@@ -117,7 +141,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::frame::{CameraInfo, ClockSource};
+    use crate::frame::{CameraInfo, ClockSource, Objects};
     use crate::telemetry::Metrics;
 
     fn detections(objects: Vec<Detection>) -> Detections {
@@ -139,12 +163,11 @@ mod tests {
             inference_us: 31_000,
             arrived: Instant::now(),
             handed_over: Instant::now(),
-            objects,
+            objects: Objects::unpooled(objects),
         }
     }
 
-    fn args(pipe: &redis::Pipeline) -> Vec<Vec<u8>> {
-        let cmd = pipe.cmd_iter().next().unwrap();
+    fn args(cmd: &redis::Cmd) -> Vec<Vec<u8>> {
         cmd.args_iter()
             .map(|a| match a {
                 redis::Arg::Simple(b) => b.to_vec(),
@@ -179,10 +202,9 @@ mod tests {
 
     #[test]
     fn entry_has_exactly_the_schema_1_fields() {
-        let mut pipe = redis::pipe();
+        let mut writer = XaddWriter::new();
         let d = detections(vec![Detection { class: 0, confidence: 0.7, bbox: [1.0, 2.0, 3.0, 4.0] }]);
-        add_xadd(&mut pipe, &ctx(Encoding::Json), &d, 42_000, &mut String::new());
-        let a = args(&pipe);
+        let a = args(writer.xadd(&ctx(Encoding::Json), &d, 42_000));
         let head: Vec<&[u8]> = a[..6].iter().map(Vec::as_slice).collect();
         assert_eq!(head, [&b"XADD"[..], b"roadsight:{rsu-1:north}:detections", b"MAXLEN", b"~", b"100000", b"*"]);
         let fields: Vec<(String, String)> = a[6..]
@@ -202,13 +224,27 @@ mod tests {
 
     #[test]
     fn lz4_entry_round_trips() {
-        let mut pipe = redis::pipe();
+        let mut writer = XaddWriter::new();
         let d = detections(vec![Detection { class: 2, confidence: 0.5, bbox: [1.0, 2.0, 3.0, 4.0] }]);
-        add_xadd(&mut pipe, &ctx(Encoding::JsonLz4), &d, 1, &mut String::new());
-        let a = args(&pipe);
+        let a = args(writer.xadd(&ctx(Encoding::JsonLz4), &d, 1));
         let det_at = a.iter().position(|x| x == b"det").unwrap();
         let json = lz4_flex::decompress_size_prepended(&a[det_at + 1]).unwrap();
         assert!(String::from_utf8(json).unwrap().contains(r#""cls":"car""#));
         assert_eq!(a[det_at + 2..], [b"enc".to_vec(), b"json+lz4".to_vec()]);
+        let mut once = Vec::new();
+        lz4_prepend_size(b"the same bytes, the same format", &mut once);
+        assert_eq!(once, lz4_flex::compress_prepend_size(b"the same bytes, the same format"));
+    }
+
+    #[test]
+    fn writer_reuses_its_buffers() {
+        let mut writer = XaddWriter::new();
+        let big = detections(vec![Detection { class: 1, confidence: 0.5, bbox: [1.0, 2.0, 3.0, 4.0] }; 40]);
+        let small = detections(vec![Detection { class: 0, confidence: 0.9, bbox: [5.0, 6.0, 7.0, 8.0] }]);
+        writer.xadd(&ctx(Encoding::Json), &big, 1);
+        let a = args(writer.xadd(&ctx(Encoding::Json), &small, 2));
+        // Nothing of the bigger entry is left behind.
+        assert_eq!(a.len(), 34);
+        assert_eq!(a[33], br#"[{"cls":"person","id":0,"conf":0.900,"box":[5.0,6.0,7.0,8.0]}]"#);
     }
 }

@@ -1,7 +1,10 @@
 //! Publish: the third stage. A tokio task takes results from the [`PublishQueue`] and writes
-//! one `XADD` per processed frame to the camera's stream in the local Redis, pipelined in
-//! batches of whatever is waiting. When Redis is down the queue absorbs results up to its size
-//! (then drops the oldest, counted) while the task reconnects with capped backoff.
+//! one `XADD` per processed frame to the camera's stream in the local Redis, oldest first, one
+//! command at a time: a broken connection leaves at most the one entry in flight unconfirmed,
+//! and the command buffers are reused from entry to entry. (One at a time costs one round trip
+//! per entry, tens of µs on a local socket: a backlog of thousands drains in well under a
+//! second.) When Redis is down the queue absorbs results up to its size (then drops the oldest,
+//! counted) while the task reconnects with capped backoff.
 
 mod entry;
 mod queue;
@@ -18,10 +21,11 @@ use crate::credentials::{self, Secret};
 use crate::frame::Detections;
 use crate::telemetry::{DropReason, Metrics, PublishedStages};
 
+use entry::XaddWriter;
 pub(crate) use entry::{EntryContext, stream_key};
 pub(crate) use queue::PublishQueue;
 
-/// Entries sent in one pipeline at most.
+/// Entries taken from the queue at once at most.
 const MAX_BATCH: usize = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -108,7 +112,7 @@ pub(crate) async fn run(
         () = publish_loop(&target, &ctx, &queue, &metrics, &mut batch) => true,
     };
     if !drained {
-        // `batch` holds what was in flight when the deadline struck: not confirmed.
+        // `batch` holds what was taken but not confirmed when the deadline struck.
         for d in batch.drain(..) {
             d.camera.metrics.drop(DropReason::Shutdown, 1);
         }
@@ -125,9 +129,7 @@ async fn publish_loop(
     batch: &mut Vec<Detections>,
 ) {
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    let mut json = String::with_capacity(4096);
+    let mut writer = XaddWriter::new();
     loop {
         let mut conn = match target.connect().await {
             Ok(conn) => {
@@ -143,11 +145,11 @@ async fn publish_loop(
             }
         };
         loop {
-            batch.clear();
-            if !queue.next_batch(MAX_BATCH, batch).await {
+            // Entries left over from a broken connection go first.
+            if batch.is_empty() && !queue.next_batch(MAX_BATCH, batch).await {
                 return;
             }
-            match send_batch(&mut conn, &mut pipe, ctx, batch, &mut json).await {
+            match send_batch(&mut conn, &mut writer, ctx, batch).await {
                 Ok(0) => backoff.reset(),
                 Ok(rejected) => {
                     // Error replies (OOM under `noeviction`, NOPERM, WRONGTYPE): the connection
@@ -155,17 +157,15 @@ async fn publish_loop(
                     metrics.redis_errors.inc();
                     let delay = backoff.next_delay();
                     tracing::warn!(stage = "publish", rejected, retry_ms = delay.as_millis() as u64, "Local Redis refused entries; counted as dropped.");
-                    batch.clear();
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
                     metrics.redis_errors.inc();
-                    // The pipeline may or may not have been applied: never resend a `*` XADD.
-                    for d in batch.iter() {
-                        d.camera.metrics.drop(DropReason::RedisError, 1);
-                    }
-                    tracing::warn!(stage = "publish", entries = batch.len(), error = %e, "XADD failed; entries counted as dropped, reconnecting.");
-                    batch.clear();
+                    // The entry in flight may or may not have been applied: never resend a `*`
+                    // XADD. Those behind it were not sent: they go on the next connection.
+                    let lost = batch.remove(0);
+                    lost.camera.metrics.drop(DropReason::RedisError, 1);
+                    tracing::warn!(stage = "publish", camera = %lost.camera.id, seq = lost.seq, waiting = batch.len(), error = %e, "XADD failed; the entry in flight is counted as dropped, reconnecting.");
                     break;
                 }
             }
@@ -173,26 +173,29 @@ async fn publish_loop(
     }
 }
 
-/// Sends one pipelined batch. Returns how many entries Redis refused with an error reply
-/// (counted as `rejected`); a transport error fails the whole batch.
+/// Sends the entries of `batch` one at a time, oldest first, each removed once Redis has
+/// answered it, so that `batch` only ever holds unconfirmed entries (the shutdown deadline may
+/// cut this short anywhere). Returns how many Redis refused with an error reply (counted as
+/// `rejected`). On a transport error, or no answer in time, the entry in flight is left at the
+/// front of `batch`.
 async fn send_batch(
     conn: &mut MultiplexedConnection,
-    pipe: &mut redis::Pipeline,
+    writer: &mut XaddWriter,
     ctx: &EntryContext,
-    batch: &[Detections],
-    json: &mut String,
+    batch: &mut Vec<Detections>,
 ) -> Result<usize, PublishError> {
-    pipe.clear();
-    let now = unix_micros();
-    for d in batch {
-        entry::add_xadd(pipe, ctx, d, now - d.ts_us, json);
-    }
-    let replies: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(conn).await?;
-    let done = unix_micros();
     let mut rejected = 0;
-    for (d, reply) in batch.iter().zip(&replies) {
+    while let Some(d) = batch.first() {
+        let cmd = writer.xadd(ctx, d, unix_micros() - d.ts_us);
+        let reply = conn.send_packed_command(cmd).await?;
+        let done = unix_micros();
         match reply {
-            Ok(_) => {
+            redis::Value::ServerError(e) => {
+                rejected += 1;
+                d.camera.metrics.drop(DropReason::Rejected, 1);
+                tracing::debug!(camera = %d.camera.id, seq = d.seq, error = %e, "XADD refused.");
+            }
+            _ => {
                 let latency = Duration::from_micros((done - d.ts_us).max(0) as u64);
                 let stages = PublishedStages {
                     publish: d.handed_over.elapsed(),
@@ -200,12 +203,9 @@ async fn send_batch(
                 };
                 d.camera.metrics.record_published(latency, stages, d.objects.iter().map(|o| o.class));
             }
-            Err(e) => {
-                rejected += 1;
-                d.camera.metrics.drop(DropReason::Rejected, 1);
-                tracing::debug!(camera = %d.camera.id, seq = d.seq, error = %e, "XADD refused.");
-            }
         }
+        // At most MAX_BATCH entries shift down: cheaper than a deque's bookkeeping here.
+        batch.remove(0);
     }
     Ok(rejected)
 }

@@ -5,11 +5,11 @@
 //! that is down must never stall inference or capture.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::frame::Detections;
+use crate::frame::{Detection, Detections, ObjectPool, Objects};
 use crate::telemetry::DropReason;
 
 struct State {
@@ -22,12 +22,27 @@ pub(crate) struct PublishQueue {
     state: Mutex<State>,
     capacity: usize,
     notify: Notify,
+    objects: Arc<ObjectPool>,
 }
+
+/// Spare object vectors kept: more than a publisher batch, so a backlog being drained still
+/// recycles; in steady state a handful are in flight.
+const SPARE_OBJECT_VECS: usize = 2 * super::MAX_BATCH;
 
 impl PublishQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         let state = State { items: VecDeque::with_capacity(capacity), closed: false };
-        Self { state: Mutex::new(state), capacity: capacity.max(1), notify: Notify::new() }
+        Self {
+            state: Mutex::new(state),
+            capacity: capacity.max(1),
+            notify: Notify::new(),
+            objects: ObjectPool::new(SPARE_OBJECT_VECS),
+        }
+    }
+
+    /// A result's objects, copied into a recycled vector.
+    pub(crate) fn objects(&self, objects: &[Detection]) -> Objects {
+        self.objects.objects(objects)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -102,7 +117,7 @@ mod tests {
             inference_us: 0,
             arrived: Instant::now(),
             handed_over: Instant::now(),
-            objects: Vec::new(),
+            objects: Objects::unpooled(Vec::new()),
         }
     }
 
@@ -162,5 +177,27 @@ mod tests {
         q.push(result(&cam, 2));
         assert_eq!(q.discard(DropReason::Shutdown), 2);
         assert_eq!(cam.metrics.dropped(DropReason::Shutdown), 2);
+    }
+
+    #[test]
+    fn object_vectors_come_back_and_are_reused() {
+        let q = PublishQueue::new(4);
+        let cam = camera("a");
+        let car = crate::frame::Detection { class: 2, confidence: 0.9, bbox: [1.0, 2.0, 3.0, 4.0] };
+        let mut first = result(&cam, 1);
+        first.objects = q.objects(&[car, car]);
+        let address = first.objects.as_ptr();
+        // Dropped from a full queue, published or discarded: the vector goes back to the pool.
+        q.push(first);
+        assert_eq!(q.discard(DropReason::Shutdown), 1);
+        assert_eq!(q.objects.spare(), 1);
+        let again = q.objects(&[car]);
+        assert_eq!(again.as_ptr(), address, "the spare vector is reused");
+        assert_eq!(&*again, &[car]);
+        assert_eq!(q.objects.spare(), 0);
+        // The pool keeps at most its capacity; the rest are freed.
+        let many: Vec<_> = (0..SPARE_OBJECT_VECS + 5).map(|_| q.objects(&[car])).collect();
+        drop(many);
+        assert_eq!(q.objects.spare(), SPARE_OBJECT_VECS);
     }
 }
