@@ -1,10 +1,10 @@
 //! Publish: the third stage. A tokio task takes results from the [`PublishQueue`] and writes
 //! one `XADD` per processed frame to the camera's stream in the local Redis, oldest first, one
 //! command at a time: a broken connection leaves at most the one entry in flight unconfirmed,
-//! and the command buffers are reused from entry to entry. (One at a time costs one round trip
-//! per entry, tens of µs on a local socket: a backlog of thousands drains in well under a
-//! second.) When Redis is down the queue absorbs results up to its size (then drops the oldest,
-//! counted) while the task reconnects with capped backoff.
+//! and the command buffers are reused from entry to entry. (One at a time costs a round trip per
+//! entry, tens of µs on the local socket, against hundreds of entries per second at most.) When
+//! Redis is down the queue absorbs results up to its size (then drops the oldest, counted) while
+//! the task reconnects with capped backoff.
 
 mod entry;
 mod queue;
