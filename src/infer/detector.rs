@@ -71,7 +71,7 @@ impl Detector {
         let buffers = InputBuffers::new(shape.input, shape.height, shape.width, max_batch);
         let outputs = OutputBuffers::new(&session, &shape.output_name, &shape.output_shape, max_batch)?;
         if !outputs.preallocated() {
-            tracing::info!(stage = "infer", output = %shape.output_name, shape = ?shape.output_shape, "Model output has dynamic dimensions; ONNX Runtime allocates it on every run.");
+            tracing::info!(stage = "infer", output = %shape.output_name, shape = ?shape.output_shape, "Model output not preallocated (dynamic dimensions, not float32, or over the budget); ONNX Runtime allocates it on every run.");
         }
         Ok(Detector {
             session,

@@ -13,7 +13,8 @@ use ort::value::{Tensor, TensorElementType};
 
 use super::InferError;
 
-/// Bytes of preallocated outputs at most, all batch sizes together: a YOLO-sized output
+/// Bytes of preallocated outputs at most per detector (one per worker), all batch sizes
+/// together: a YOLO-sized output
 /// (84 × 8400 floats, 2.8 MB a frame) gets batches of up to 4 frames, CenterNet's every size.
 const OUTPUT_BUDGET: usize = 32 << 20;
 

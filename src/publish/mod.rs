@@ -145,8 +145,7 @@ async fn publish_loop(
             }
         };
         loop {
-            // Entries left over from a broken connection go first.
-            if batch.is_empty() && !queue.next_batch(MAX_BATCH, batch).await {
+            if !queue.next_batch(MAX_BATCH, batch).await {
                 return;
             }
             match send_batch(&mut conn, &mut writer, ctx, batch).await {
@@ -162,10 +161,16 @@ async fn publish_loop(
                 Err(e) => {
                     metrics.redis_errors.inc();
                     // The entry in flight may or may not have been applied: never resend a `*`
-                    // XADD. Those behind it were not sent: they go on the next connection.
+                    // XADD. Those behind it were not sent: back to the queue (its size and
+                    // drop-oldest rule apply), for the next connection.
                     let lost = batch.remove(0);
                     lost.camera.metrics.drop(DropReason::RedisError, 1);
-                    tracing::warn!(stage = "publish", camera = %lost.camera.id, seq = lost.seq, waiting = batch.len(), error = %e, "XADD failed; the entry in flight is counted as dropped, reconnecting.");
+                    queue.put_back(batch);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(stage = "publish", camera = %lost.camera.id, seq = lost.seq, error = %e, retry_ms = delay.as_millis() as u64, "XADD failed; the entry in flight is counted as dropped, reconnecting.");
+                    // A Redis that accepts connections and then drops them must not cost an
+                    // entry per spin.
+                    tokio::time::sleep(delay).await;
                     break;
                 }
             }

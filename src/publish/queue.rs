@@ -62,6 +62,20 @@ impl PublishQueue {
         self.notify.notify_one();
     }
 
+    /// Puts `items` (taken by [`PublishQueue::next_batch`], not sent) back at the front, in
+    /// order; if that overfills the queue, the oldest go (counted `queue_full`), as on `push`.
+    pub(crate) fn put_back(&self, items: &mut Vec<Detections>) {
+        let mut state = self.lock();
+        for item in items.drain(..).rev() {
+            state.items.push_front(item);
+        }
+        while state.items.len() > self.capacity {
+            if let Some(old) = state.items.pop_front() {
+                old.camera.metrics.drop(DropReason::QueueFull, 1);
+            }
+        }
+    }
+
     /// No more pushes will come; the publisher drains what is left, then stops.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
@@ -199,5 +213,22 @@ mod tests {
         let many: Vec<_> = (0..SPARE_OBJECT_VECS + 5).map(|_| q.objects(&[car])).collect();
         drop(many);
         assert_eq!(q.objects.spare(), SPARE_OBJECT_VECS);
+    }
+
+    #[tokio::test]
+    async fn entries_put_back_go_first_and_respect_the_capacity() {
+        let q = PublishQueue::new(3);
+        let cam = camera("a");
+        q.push(result(&cam, 1));
+        q.push(result(&cam, 2));
+        let mut batch = Vec::new();
+        assert!(q.next_batch(10, &mut batch).await);
+        q.push(result(&cam, 3));
+        q.push(result(&cam, 4));
+        q.put_back(&mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(cam.metrics.dropped(DropReason::QueueFull), 1, "the oldest went");
+        assert!(q.next_batch(10, &mut batch).await);
+        assert_eq!(seqs(&batch), [2, 3, 4]);
     }
 }
