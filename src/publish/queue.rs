@@ -31,7 +31,8 @@ const SPARE_OBJECT_VECS: usize = 2 * super::MAX_BATCH;
 
 impl PublishQueue {
     pub(crate) fn new(capacity: usize) -> Self {
-        let state = State { items: VecDeque::with_capacity(capacity), closed: false };
+        // One over: `push` adds before it drops the oldest.
+        let state = State { items: VecDeque::with_capacity(capacity.max(1) + 1), closed: false };
         Self {
             state: Mutex::new(state),
             capacity: capacity.max(1),
@@ -52,14 +53,18 @@ impl PublishQueue {
     /// Queues one result; drops (and counts) the oldest when full.
     pub(crate) fn push(&self, item: Detections) {
         let mut state = self.lock();
-        if state.items.len() >= self.capacity
-            && let Some(old) = state.items.pop_front()
-        {
-            old.camera.metrics.drop(DropReason::QueueFull, 1);
-        }
         state.items.push_back(item);
+        self.drop_oldest_over_capacity(&mut state);
         drop(state);
         self.notify.notify_one();
+    }
+
+    fn drop_oldest_over_capacity(&self, state: &mut State) {
+        while state.items.len() > self.capacity {
+            if let Some(old) = state.items.pop_front() {
+                old.camera.metrics.drop(DropReason::QueueFull, 1);
+            }
+        }
     }
 
     /// Puts `items` (taken by [`PublishQueue::next_batch`], not sent) back at the front, in
@@ -69,11 +74,7 @@ impl PublishQueue {
         for item in items.drain(..).rev() {
             state.items.push_front(item);
         }
-        while state.items.len() > self.capacity {
-            if let Some(old) = state.items.pop_front() {
-                old.camera.metrics.drop(DropReason::QueueFull, 1);
-            }
-        }
+        self.drop_oldest_over_capacity(&mut state);
     }
 
     /// No more pushes will come; the publisher drains what is left, then stops.
