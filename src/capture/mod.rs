@@ -4,6 +4,7 @@
 //! flow, and rebuilds the pipeline with capped exponential backoff whenever the camera is
 //! unreachable, drops the connection or stalls, forever, independently of other cameras.
 
+mod admission;
 mod clock;
 mod decoder;
 mod pipeline;

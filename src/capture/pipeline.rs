@@ -1,5 +1,5 @@
 //! The GStreamer pipeline of one camera:
-//! `rtspsrc ! depay ! parse ! decoder [! nvvidconv] ! (fps cap) ! videoconvertscale add-borders
+//! `rtspsrc ! depay ! parse ! decoder [! nvvidconv] ! (admission: fps cap, refresh) ! videoconvertscale add-borders
 //!  ! video/x-raw,format=RGB,width=W,height=H ! appsink max-buffers=1 drop=true sync=false`.
 //! With the `cuda` feature and a GPU provider, NVIDIA desktop decoders letterbox on the GPU
 //! instead: `nvh264dec ! cudaconvertscale add-borders ! video/x-raw(memory:CUDAMemory),...`, and
@@ -17,8 +17,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::admission::{Admission, Decision};
 use super::decoder::{self, Codec};
-use super::rate::RateLimiter;
 use super::{CaptureError, CaptureShared};
 use crate::frame::{Frame, FrameMemory};
 use crate::infer::Letterbox;
@@ -35,6 +35,9 @@ pub(crate) struct Liveness {
     last_frame_ms: AtomicU64,
     /// Source width << 32 | height, from the decoder's output caps.
     source_size: AtomicU64,
+    /// Stream time (ns) of the frame admitted last as a refresh (`u64::MAX`: none): it may only
+    /// replace a waiting frame, never become one (that would exceed the fps cap).
+    refresh_pts: AtomicU64,
 }
 
 impl Liveness {
@@ -44,6 +47,7 @@ impl Liveness {
             first_frame_ms: AtomicU64::new(0),
             last_frame_ms: AtomicU64::new(0),
             source_size: AtomicU64::new(0),
+            refresh_pts: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -187,7 +191,7 @@ fn link_video_pad(
     let device_memory = keeps_device_memory(shared, &choice.element);
     let [scale, filter] = make_scaler(shared, device_memory)?;
     let decoded = elements.last().expect("chain is never empty").clone();
-    install_rate_limit(&decoded, shared, liveness);
+    install_admission(&decoded, shared, liveness);
     watch_source_size(&scale, liveness);
     let chain: Vec<gst::Element> = elements.into_iter().chain([scale, filter]).collect();
     pipeline.add_many(&chain).map_err(|e| CaptureError::Fatal(e.to_string()))?;
@@ -203,23 +207,29 @@ fn link_video_pad(
     Ok(())
 }
 
-/// Notes every decoded frame, and drops those above the camera's fps cap before they are
-/// scaled (counted).
-fn install_rate_limit(decoder_out: &gst::Element, shared: &Arc<CaptureShared>, liveness: &Arc<Liveness>) {
+/// Notes every decoded frame and decides before scaling whether it goes on
+/// ([`super::admission`]): those it drops are counted as `rate_limit`.
+fn install_admission(decoder_out: &gst::Element, shared: &Arc<CaptureShared>, liveness: &Arc<Liveness>) {
     let Some(pad) = decoder_out.static_pad("src") else { return };
-    let limiter = Mutex::new(RateLimiter::new(shared.config.fps));
-    let metrics = shared.camera.metrics.clone();
+    let admission = Mutex::new(Admission::new(shared.config.fps));
+    let shared = Arc::clone(shared);
     let liveness = Arc::clone(liveness);
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
         liveness.frame_decoded();
-        let at = buffer.pts().map_or_else(|| Duration::from_nanos(0), |t| Duration::from_nanos(t.nseconds()));
-        let admit = limiter.lock().unwrap_or_else(PoisonError::into_inner).admit(at);
-        if admit {
-            gst::PadProbeReturn::Ok
-        } else {
-            metrics.drop(DropReason::RateLimit, 1);
-            gst::PadProbeReturn::Drop
+        let pts = buffer.pts().map_or(0, gst::ClockTime::nseconds);
+        let due = |interval| shared.mailboxes.refresh_due(shared.slot, interval);
+        let decision = admission.lock().unwrap_or_else(PoisonError::into_inner).decide(Duration::from_nanos(pts), due);
+        match decision {
+            Decision::Admit => gst::PadProbeReturn::Ok,
+            Decision::Refresh => {
+                liveness.refresh_pts.store(pts, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            }
+            Decision::Skip => {
+                shared.camera.metrics.drop(DropReason::RateLimit, 1);
+                gst::PadProbeReturn::Drop
+            }
         }
     });
 }
@@ -273,6 +283,14 @@ fn map(shared: &CaptureShared, buffer: gst::Buffer) -> Option<FrameMemory> {
 fn deliver(shared: &CaptureShared, liveness: &Liveness, buffer: gst::Buffer) {
     let arrived = Instant::now();
     let metrics = &shared.camera.metrics;
+    let pts = buffer.pts().map_or(0, gst::ClockTime::nseconds);
+    if liveness.refresh_pts.load(Ordering::Relaxed) == pts && !shared.mailboxes.is_waiting(shared.slot) {
+        // The model took the waiting frame while this one was being scaled: processing this
+        // one too would exceed the fps cap. (Should the take fall between this check and the
+        // put below, the frame is processed: once, microseconds wide.)
+        metrics.drop(DropReason::RateLimit, 1);
+        return;
+    }
     metrics.captured.inc();
     let (ts_us, clock) = super::clock::capture_time(&buffer, unix_micros());
     let Some(pixels) = map(shared, buffer) else {

@@ -10,9 +10,18 @@
 //!
 //! Slots come and go with the camera set (a reload adds and removes cameras): there is one per
 //! running camera, and a freed slot is reused by the next camera added.
+//!
+//! A frame that waits behind a running model ages. Rather than scale every decoded frame to
+//! replace it, capture asks [`Mailboxes::refresh_due`] whether the model is about to take the
+//! waiting frame ([`forecast`]), and only then hands over a newer one: the frame the model gets
+//! is at most about one source frame old, for about one extra scale per processed frame.
+
+mod forecast;
 
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use forecast::Forecast;
 
 use crate::frame::{CameraSlot, Frame};
 
@@ -33,6 +42,9 @@ struct Slots {
     /// Where the next round-robin scan starts.
     next: usize,
     closed: bool,
+    /// The largest batch a worker asked for (the model's batch size).
+    max_batch: usize,
+    forecast: Forecast,
 }
 
 /// One-slot mailboxes, one per running camera.
@@ -43,7 +55,14 @@ pub(crate) struct Mailboxes {
 
 impl Mailboxes {
     pub(crate) fn new() -> Self {
-        let slots = Slots { frames: Vec::new(), owned: Vec::new(), next: 0, closed: false };
+        let slots = Slots {
+            frames: Vec::new(),
+            owned: Vec::new(),
+            next: 0,
+            closed: false,
+            max_batch: 1,
+            forecast: Forecast::default(),
+        };
         Self { slots: Mutex::new(slots), ready: Condvar::new() }
     }
 
@@ -101,6 +120,8 @@ impl Mailboxes {
                 }
             }
             if !batch.is_empty() {
+                slots.max_batch = slots.max_batch.max(max);
+                slots.forecast.started(Instant::now());
                 return Take::Ready;
             }
             if slots.closed {
@@ -115,6 +136,38 @@ impl Mailboxes {
                 return Take::Idle;
             }
         }
+    }
+
+    /// A worker's run of the batch it took ended after `took` (results handed on or dropped).
+    pub(crate) fn run_finished(&self, took: Duration) {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner).forecast.finished(took);
+    }
+
+    /// Whether `slot` holds a frame that is still waiting for the model.
+    pub(crate) fn is_waiting(&self, slot: CameraSlot) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.frames.get(slot).is_some_and(Option::is_some)
+    }
+
+    /// For a camera whose frames come every `interval`: `Some(true)` if a frame waits in `slot`
+    /// and the model will take it before the camera's next frame could replace it (so a newer
+    /// frame is worth scaling now), `Some(false)` if a later frame can still replace it in time;
+    /// `None` when nothing waits or there is no estimate yet (the fps cap decides alone).
+    pub(crate) fn refresh_due(&self, slot: CameraSlot, interval: Duration) -> Option<bool> {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.closed || slots.frames.get(slot).is_none_or(Option::is_none) {
+            return None;
+        }
+        // Frames ahead in the round-robin, from where the next batch starts.
+        let n = slots.frames.len();
+        let ahead = (0..n)
+            .map(|i| (slots.next + i) % n)
+            .take_while(|&idx| idx != slot)
+            .filter(|&idx| slots.frames[idx].is_some())
+            .count();
+        let until = slots.forecast.until_taken(ahead / slots.max_batch, Instant::now())?;
+        // The next frame must also be scaled before the take: allow a quarter frame for that.
+        Some(until < interval + interval / 4)
     }
 
     /// Refuses new frames; frames already waiting are still handed out, then `take` says
@@ -275,6 +328,28 @@ pub(crate) mod tests {
         boxes.put(0, frame(&b, 7)).unwrap();
         assert_eq!(seq(boxes.take(Duration::ZERO)), Some(("b".into(), 7)));
         assert_eq!(boxes.add(), 2);
+    }
+
+    #[test]
+    fn a_waiting_frame_is_due_for_a_refresh_just_before_its_turn() {
+        let boxes = mailboxes(2);
+        let cams = [camera("a"), camera("b")];
+        let ms = Duration::from_millis;
+        boxes.put(0, frame(&cams[0], 1)).unwrap();
+        boxes.put(1, frame(&cams[1], 1)).unwrap();
+        let _a = boxes.take(Duration::ZERO);
+        assert_eq!(boxes.refresh_due(0, ms(40)), None, "nothing waits in a's slot");
+        assert_eq!(boxes.refresh_due(1, ms(40)), None, "no run has ended yet: no estimate");
+        boxes.run_finished(ms(100));
+        assert_eq!(boxes.refresh_due(1, ms(40)), Some(true), "an idle worker takes it now");
+        let _b = boxes.take(Duration::ZERO);
+        boxes.put(0, frame(&cams[0], 2)).unwrap();
+        boxes.put(1, frame(&cams[1], 2)).unwrap();
+        // A 100 ms run just started; a is next, then b.
+        assert_eq!(boxes.refresh_due(0, ms(40)), Some(false), "a's next frame comes in time");
+        assert_eq!(boxes.refresh_due(0, ms(100)), Some(true), "a's next frame would come too late");
+        assert_eq!(boxes.refresh_due(1, ms(100)), Some(false), "b waits for a's run too");
+        assert_eq!(boxes.refresh_due(1, ms(180)), Some(true));
     }
 
     #[test]

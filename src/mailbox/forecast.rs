@@ -1,0 +1,110 @@
+//! When will a waiting frame be taken? Estimated from the model runs in flight and the typical
+//! length of a run, so that capture can keep a waiting frame fresh: it replaces the frame with
+//! a newer one only when the model is about to take it (see `crate::capture`), rather than
+//! scaling every decoded frame or letting the frame age behind a long run.
+
+use std::time::{Duration, Instant};
+
+/// The weight of the newest run in the running mean of run lengths.
+const NEWEST_RUN_WEIGHT: f64 = 0.125;
+
+#[derive(Debug, Default)]
+pub(crate) struct Forecast {
+    /// Start times of the runs in flight, oldest first (one per busy worker; the capacity
+    /// settles at the number of workers, so pushing does not allocate in steady state).
+    in_flight: Vec<Instant>,
+    /// Running mean of a run's length (take → results handed on); none before the first run.
+    run: Option<Duration>,
+}
+
+impl Forecast {
+    /// A worker took a batch and starts its run.
+    pub(crate) fn started(&mut self, at: Instant) {
+        self.in_flight.push(at);
+    }
+
+    /// A run of `took` ended. Runs of one model end roughly in the order they started, so the
+    /// oldest start is retired.
+    pub(crate) fn finished(&mut self, took: Duration) {
+        if !self.in_flight.is_empty() {
+            self.in_flight.remove(0);
+        }
+        self.run = Some(match self.run {
+            None => took,
+            Some(mean) => mean.mul_f64(1.0 - NEWEST_RUN_WEIGHT) + took.mul_f64(NEWEST_RUN_WEIGHT),
+        });
+    }
+
+    /// How long until a worker takes the frame that has `batches_ahead` batches before it in
+    /// the round-robin; `None` while no run has finished yet (no estimate). A run that is
+    /// overdue is expected to end now.
+    pub(crate) fn until_taken(&self, batches_ahead: usize, now: Instant) -> Option<Duration> {
+        let run = self.run?;
+        let busy = self.in_flight.len();
+        if busy == 0 {
+            // A worker is idle: it takes the frame as soon as it wakes.
+            return Some(Duration::ZERO);
+        }
+        // Busy workers free up in the order they started; each then takes the next batch.
+        let free_at = (self.in_flight[batches_ahead % busy] + run).max(now);
+        let later_rounds = u32::try_from(batches_ahead / busy).unwrap_or(u32::MAX);
+        Some(free_at + run.saturating_mul(later_rounds) - now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn no_estimate_before_the_first_run_ends() {
+        let mut f = Forecast::default();
+        let t0 = Instant::now();
+        f.started(t0);
+        assert_eq!(f.until_taken(0, t0), None);
+    }
+
+    #[test]
+    fn a_frame_waits_for_the_running_batch_and_the_batches_ahead_of_it() {
+        let mut f = Forecast::default();
+        let t0 = Instant::now();
+        f.started(t0);
+        f.finished(80 * MS);
+        assert_eq!(f.until_taken(0, t0), Some(Duration::ZERO), "idle worker");
+        f.started(t0);
+        assert_eq!(f.until_taken(0, t0 + 30 * MS), Some(50 * MS));
+        assert_eq!(f.until_taken(2, t0 + 30 * MS), Some(210 * MS), "two more runs first");
+        assert_eq!(f.until_taken(0, t0 + 100 * MS), Some(Duration::ZERO), "an overdue run ends now");
+    }
+
+    #[test]
+    fn several_workers_share_the_batches_ahead() {
+        let mut f = Forecast::default();
+        let t0 = Instant::now();
+        f.started(t0);
+        f.finished(100 * MS);
+        f.started(t0);
+        f.started(t0 + 50 * MS);
+        let now = t0 + 60 * MS;
+        assert_eq!(f.until_taken(0, now), Some(40 * MS), "the first worker frees first");
+        assert_eq!(f.until_taken(1, now), Some(90 * MS), "then the second");
+        assert_eq!(f.until_taken(2, now), Some(140 * MS), "then the first again");
+        f.finished(100 * MS);
+        assert_eq!(f.until_taken(0, now), Some(90 * MS), "the oldest run was retired");
+    }
+
+    #[test]
+    fn the_run_length_follows_the_recent_runs() {
+        let mut f = Forecast::default();
+        let t0 = Instant::now();
+        f.finished(100 * MS);
+        for _ in 0..40 {
+            f.finished(50 * MS);
+        }
+        f.started(t0);
+        let run = f.until_taken(0, t0).unwrap();
+        assert!(run >= 50 * MS && run < 51 * MS, "{run:?}");
+    }
+}
