@@ -3,9 +3,8 @@
 //! Nothing waiting in the camera's mailbox: the fps cap decides ([`RateLimiter`]). A frame
 //! waiting behind the model: the new one is scaled and replaces it only when the model is about
 //! to take it (a *refresh*, [`crate::mailbox::Mailboxes::refresh_due`]); otherwise it is dropped
-//! before scaling, since a fresher one will come in time. Either way each processed frame is at
-//! most about one source frame old when the model gets it, and no frame is scaled only to be
-//! replaced a few milliseconds later.
+//! before scaling, since a fresher one will come in time. So the frame the model gets is
+//! usually at most about two source frames old, and few frames are scaled only to be replaced.
 
 use std::time::Duration;
 

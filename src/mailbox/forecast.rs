@@ -15,6 +15,8 @@ pub(crate) struct Forecast {
     in_flight: Vec<Instant>,
     /// Running mean of a run's length (take → results handed on); none before the first run.
     run: Option<Duration>,
+    /// Running mean of how far a run's length strays from `run`.
+    spread: Duration,
 }
 
 impl Forecast {
@@ -29,15 +31,20 @@ impl Forecast {
         if !self.in_flight.is_empty() {
             self.in_flight.remove(0);
         }
-        self.run = Some(match self.run {
-            None => took,
-            Some(mean) => mean.mul_f64(1.0 - NEWEST_RUN_WEIGHT) + took.mul_f64(NEWEST_RUN_WEIGHT),
-        });
+        let Some(mean) = self.run else {
+            self.run = Some(took);
+            return;
+        };
+        let off = took.abs_diff(mean);
+        self.spread = self.spread.mul_f64(1.0 - NEWEST_RUN_WEIGHT) + off.mul_f64(NEWEST_RUN_WEIGHT);
+        self.run = Some(mean.mul_f64(1.0 - NEWEST_RUN_WEIGHT) + took.mul_f64(NEWEST_RUN_WEIGHT));
     }
 
-    /// How long until a worker takes the frame that has `batches_ahead` batches before it in
-    /// the round-robin; `None` while no run has finished yet (no estimate). A run that is
-    /// overdue is expected to end now.
+    /// How soon a worker may take the frame that has `batches_ahead` batches before it in the
+    /// round-robin; `None` while no run has finished yet (no estimate). Runs in flight are
+    /// expected to end early (mean − 2 × spread: a refresh that comes after the take is wasted
+    /// and leaves the old frame to be taken), runs not started yet to take the mean; a run that
+    /// is overdue is expected to end now.
     pub(crate) fn until_taken(&self, batches_ahead: usize, now: Instant) -> Option<Duration> {
         let run = self.run?;
         let busy = self.in_flight.len();
@@ -46,7 +53,8 @@ impl Forecast {
             return Some(Duration::ZERO);
         }
         // Busy workers free up in the order they started; each then takes the next batch.
-        let free_at = (self.in_flight[batches_ahead % busy] + run).max(now);
+        let early = run.saturating_sub(self.spread * 2);
+        let free_at = (self.in_flight[batches_ahead % busy] + early).max(now);
         let later_rounds = u32::try_from(batches_ahead / busy).unwrap_or(u32::MAX);
         Some(free_at + run.saturating_mul(later_rounds) - now)
     }
@@ -96,6 +104,20 @@ mod tests {
     }
 
     #[test]
+    fn runs_that_vary_are_expected_to_end_early() {
+        let mut f = Forecast::default();
+        let t0 = Instant::now();
+        for took in [100, 60, 140, 60, 140, 60, 140, 60, 140] {
+            f.finished(took * MS);
+        }
+        f.started(t0);
+        let until = f.until_taken(0, t0).unwrap();
+        assert!(until < 60 * MS, "{until:?}");
+        let next_round = f.until_taken(1, t0).unwrap() - until;
+        assert!(next_round > 90 * MS, "later runs take the mean: {next_round:?}");
+    }
+
+    #[test]
     fn the_run_length_follows_the_recent_runs() {
         let mut f = Forecast::default();
         let t0 = Instant::now();
@@ -104,7 +126,7 @@ mod tests {
             f.finished(50 * MS);
         }
         f.started(t0);
-        let run = f.until_taken(0, t0).unwrap();
+        let run = f.until_taken(1, t0).unwrap() - f.until_taken(0, t0).unwrap();
         assert!(run >= 50 * MS && run < 51 * MS, "{run:?}");
     }
 }

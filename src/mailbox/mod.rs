@@ -14,7 +14,7 @@
 //! A frame that waits behind a running model ages. Rather than scale every decoded frame to
 //! replace it, capture asks [`Mailboxes::refresh_due`] whether the model is about to take the
 //! waiting frame ([`forecast`]), and only then hands over a newer one: the frame the model gets
-//! is at most about one source frame old, for about one extra scale per processed frame.
+//! is usually at most about two source frames old, for about two extra scales per processed frame.
 
 mod forecast;
 
@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 use forecast::Forecast;
 
 use crate::frame::{CameraSlot, Frame};
+
+/// A waiting frame is refreshed when the model is forecast to take it within this many source
+/// frame intervals: about two refreshes per processed frame under load.
+const REFRESH_WINDOW_FRAMES: u32 = 2;
 
 /// What [`Mailboxes::take_into`] returns.
 pub(crate) enum Take {
@@ -150,8 +154,8 @@ impl Mailboxes {
     }
 
     /// For a camera whose frames come every `interval`: `Some(true)` if a frame waits in `slot`
-    /// and the model will take it before the camera's next frame could replace it (so a newer
-    /// frame is worth scaling now), `Some(false)` if a later frame can still replace it in time;
+    /// and the model will take it before a later frame could replace it in time (so a newer
+    /// frame is worth scaling now), `Some(false)` if a later frame can still replace it;
     /// `None` when nothing waits or there is no estimate yet (the fps cap decides alone).
     pub(crate) fn refresh_due(&self, slot: CameraSlot, interval: Duration) -> Option<bool> {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
@@ -166,8 +170,10 @@ impl Mailboxes {
             .filter(|&idx| slots.frames[idx].is_some())
             .count();
         let until = slots.forecast.until_taken(ahead / slots.max_batch, Instant::now())?;
-        // The next frame must also be scaled before the take: allow a quarter frame for that.
-        Some(until < interval + interval / 4)
+        // Due within two frames rather than one: a refresh must also be scaled before the take,
+        // which on a saturated CPU can take most of a frame interval; a refresh that arrives
+        // after the take is dropped, and the frame taken is the one that waited all along.
+        Some(until < interval * REFRESH_WINDOW_FRAMES)
     }
 
     /// Refuses new frames; frames already waiting are still handed out, then `take` says
@@ -345,11 +351,11 @@ pub(crate) mod tests {
         let _b = boxes.take(Duration::ZERO);
         boxes.put(0, frame(&cams[0], 2)).unwrap();
         boxes.put(1, frame(&cams[1], 2)).unwrap();
-        // A 100 ms run just started; a is next, then b.
-        assert_eq!(boxes.refresh_due(0, ms(40)), Some(false), "a's next frame comes in time");
-        assert_eq!(boxes.refresh_due(0, ms(100)), Some(true), "a's next frame would come too late");
-        assert_eq!(boxes.refresh_due(1, ms(100)), Some(false), "b waits for a's run too");
-        assert_eq!(boxes.refresh_due(1, ms(180)), Some(true));
+        // A 100 ms run just started; a is next, then b. Due when taken within two frames.
+        assert_eq!(boxes.refresh_due(0, ms(40)), Some(false), "a's later frames come in time");
+        assert_eq!(boxes.refresh_due(0, ms(60)), Some(true), "a's next-but-one would come too late");
+        assert_eq!(boxes.refresh_due(1, ms(60)), Some(false), "b waits for a's run too");
+        assert_eq!(boxes.refresh_due(1, ms(110)), Some(true));
     }
 
     #[test]
