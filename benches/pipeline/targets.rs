@@ -109,7 +109,7 @@ pub(crate) fn write_report(
 ) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Pipeline benchmark\n");
-    let _ = writeln!(md, "Machine: {}. Command: `cargo bench --bench pipeline --features alloc-count`. Source: `tests/fixtures/vtest.mp4` served by `roadsight-testcam --stamp` at 25 fps; every camera of a scenario reads that one stream. Latency: camera capture time → Redis entry ID time, for every pipeline. `steal`: the share of the machine's CPU time the hypervisor gave to other guests during the window (from /proc/stat); where it is high, the figures say more about the host than about the pipelines.\n", machine());
+    let _ = writeln!(md, "Machine: {}. Command: `{}cargo bench --bench pipeline --features alloc-count`. Source: `tests/fixtures/vtest.mp4` served by `roadsight-testcam --stamp` at 25 fps; every camera of a scenario reads that one stream. Latency: camera capture time → Redis entry ID time, for every pipeline. `steal`: the share of the machine's CPU time the hypervisor gave to other guests during the window (from /proc/stat); where it is high, the figures say more about the host than about the pipelines.\n", machine(), bench_env());
     let _ = writeln!(md, "## Targets\n\n{}", report::targets(&targets(outcomes, soak)));
     let _ = writeln!(md, "## Results\n\n{}", report::results(outcomes));
     if let Some(soak) = soak {
@@ -139,4 +139,11 @@ pub(crate) fn write_report(
     }
     std::fs::write(dir.join("pipeline.md"), &md).unwrap();
     md
+}
+
+/// The `PIPELINE_BENCH_*` settings of this run, as a command prefix, so a partial run says so.
+fn bench_env() -> String {
+    let mut vars: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("PIPELINE_BENCH_")).collect();
+    vars.sort();
+    vars.iter().map(|(k, v)| format!("{k}={v} ")).collect()
 }

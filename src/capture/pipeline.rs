@@ -217,13 +217,17 @@ fn install_admission(decoder_out: &gst::Element, shared: &Arc<CaptureShared>, li
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
         liveness.frame_decoded();
-        let pts = buffer.pts().map_or(0, gst::ClockTime::nseconds);
+        let pts = buffer.pts().map(gst::ClockTime::nseconds);
         let due = |interval| shared.mailboxes.refresh_due(shared.slot, interval);
-        let decision = admission.lock().unwrap_or_else(PoisonError::into_inner).decide(Duration::from_nanos(pts), due);
+        let at = Duration::from_nanos(pts.unwrap_or(0));
+        let decision = admission.lock().unwrap_or_else(PoisonError::into_inner).decide(at, due);
         match decision {
             Decision::Admit => gst::PadProbeReturn::Ok,
             Decision::Refresh => {
-                liveness.refresh_pts.store(pts, Ordering::Relaxed);
+                // Without a timestamp the refresh cannot be told apart later: it goes on as is.
+                if let Some(pts) = pts {
+                    liveness.refresh_pts.store(pts, Ordering::Relaxed);
+                }
                 gst::PadProbeReturn::Ok
             }
             Decision::Skip => {
@@ -283,8 +287,8 @@ fn map(shared: &CaptureShared, buffer: gst::Buffer) -> Option<FrameMemory> {
 fn deliver(shared: &CaptureShared, liveness: &Liveness, buffer: gst::Buffer) {
     let arrived = Instant::now();
     let metrics = &shared.camera.metrics;
-    let pts = buffer.pts().map_or(0, gst::ClockTime::nseconds);
-    if liveness.refresh_pts.load(Ordering::Relaxed) == pts && !shared.mailboxes.is_waiting(shared.slot) {
+    let refresh = buffer.pts().is_some_and(|pts| pts.nseconds() == liveness.refresh_pts.load(Ordering::Relaxed));
+    if refresh && !shared.mailboxes.is_waiting(shared.slot) {
         // The model took the waiting frame while this one was being scaled: processing this
         // one too would exceed the fps cap. (Should the take fall between this check and the
         // put below, the frame is processed: once, microseconds wide.)
