@@ -221,15 +221,11 @@ fn install_admission(decoder_out: &gst::Element, shared: &Arc<CaptureShared>, li
         let due = |interval| shared.mailboxes.refresh_due(shared.slot, interval);
         let at = Duration::from_nanos(pts.unwrap_or(0));
         let decision = admission.lock().unwrap_or_else(PoisonError::into_inner).decide(at, due);
+        // Without a timestamp a refresh cannot be told apart later: it goes on as is.
+        let refresh_pts = pts.filter(|_| decision == Decision::Refresh).unwrap_or(u64::MAX);
+        liveness.refresh_pts.store(refresh_pts, Ordering::Relaxed);
         match decision {
-            Decision::Admit => gst::PadProbeReturn::Ok,
-            Decision::Refresh => {
-                // Without a timestamp the refresh cannot be told apart later: it goes on as is.
-                if let Some(pts) = pts {
-                    liveness.refresh_pts.store(pts, Ordering::Relaxed);
-                }
-                gst::PadProbeReturn::Ok
-            }
+            Decision::Admit | Decision::Refresh => gst::PadProbeReturn::Ok,
             Decision::Skip => {
                 shared.camera.metrics.drop(DropReason::RateLimit, 1);
                 gst::PadProbeReturn::Drop
@@ -291,7 +287,7 @@ fn deliver(shared: &CaptureShared, liveness: &Liveness, buffer: gst::Buffer) {
     if refresh && !shared.mailboxes.is_waiting(shared.slot) {
         // The model took the waiting frame while this one was being scaled: processing this
         // one too would exceed the fps cap. (Should the take fall between this check and the
-        // put below, the frame is processed: once, microseconds wide.)
+        // put below, while the frame is mapped, the frame is processed: once, and rarely.)
         metrics.drop(DropReason::RateLimit, 1);
         return;
     }

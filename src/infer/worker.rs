@@ -97,8 +97,7 @@ impl Worker {
             #[cfg(feature = "fault-injection")]
             wedge_if_asked();
             match self.mailboxes.take_into(self.detector.max_batch(), IDLE_TICK, &mut batch) {
-                Take::Ready => {
-                    let started = Instant::now();
+                Take::Ready { started } => {
                     // A bug in post-processing must cost its frames, not the worker.
                     let run = std::panic::AssertUnwindSafe(|| self.process(&batch));
                     if std::panic::catch_unwind(run).is_err() {
@@ -107,7 +106,7 @@ impl Worker {
                         }
                         tracing::error!(stage = "infer", frames = batch.len(), "Frames dropped: inference panicked.");
                     }
-                    self.mailboxes.run_finished(started.elapsed());
+                    self.mailboxes.run_finished(started);
                     // Releases the GStreamer buffers: they go back to the pool.
                     batch.clear();
                 }

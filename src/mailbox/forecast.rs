@@ -25,11 +25,17 @@ impl Forecast {
         self.in_flight.push(at);
     }
 
-    /// A run of `took` ended. Runs of one model end roughly in the order they started, so the
-    /// oldest start is retired.
-    pub(crate) fn finished(&mut self, took: Duration) {
-        if !self.in_flight.is_empty() {
-            self.in_flight.remove(0);
+    /// The run that started at `started` ended after `took`.
+    pub(crate) fn finished(&mut self, started: Instant, took: Duration) {
+        match self.in_flight.iter().position(|s| *s == started) {
+            Some(i) => {
+                self.in_flight.remove(i);
+            }
+            // Not recorded (cannot happen through `Mailboxes`): retire the oldest.
+            None if !self.in_flight.is_empty() => {
+                self.in_flight.remove(0);
+            }
+            None => {}
         }
         let Some(mean) = self.run else {
             self.run = Some(took);
@@ -43,8 +49,10 @@ impl Forecast {
     /// How soon a worker may take the frame that has `batches_ahead` batches before it in the
     /// round-robin; `None` while no run has finished yet (no estimate). Runs in flight are
     /// expected to end early (mean − 2 × spread: a refresh that comes after the take is wasted
-    /// and leaves the old frame to be taken), runs not started yet to take the mean; a run that
-    /// is overdue is expected to end now.
+    /// and leaves the old frame to be taken), runs not started yet to take the mean. A run past
+    /// its early end is expected to end now; one longer than runs go (mean + 2 × spread: a slow
+    /// outlier, a stuck model) gives no estimate, so that not every decoded frame is scaled
+    /// for a refresh while it lasts.
     pub(crate) fn until_taken(&self, batches_ahead: usize, now: Instant) -> Option<Duration> {
         let run = self.run?;
         let busy = self.in_flight.len();
@@ -53,8 +61,12 @@ impl Forecast {
             return Some(Duration::ZERO);
         }
         // Busy workers free up in the order they started; each then takes the next batch.
-        let early = run.saturating_sub(self.spread * 2);
-        let free_at = (self.in_flight[batches_ahead % busy] + early).max(now);
+        let start = self.in_flight[batches_ahead % busy];
+        let spread2 = self.spread * 2;
+        if now > start + run + spread2 {
+            return None;
+        }
+        let free_at = (start + run.saturating_sub(spread2)).max(now);
         let later_rounds = u32::try_from(batches_ahead / busy).unwrap_or(u32::MAX);
         Some(free_at + run.saturating_mul(later_rounds) - now)
     }
@@ -72,6 +84,8 @@ mod tests {
         let t0 = Instant::now();
         f.started(t0);
         assert_eq!(f.until_taken(0, t0), None);
+        f.finished(t0, 80 * MS);
+        assert!(f.in_flight.is_empty());
     }
 
     #[test]
@@ -79,12 +93,13 @@ mod tests {
         let mut f = Forecast::default();
         let t0 = Instant::now();
         f.started(t0);
-        f.finished(80 * MS);
+        f.finished(t0, 80 * MS);
         assert_eq!(f.until_taken(0, t0), Some(Duration::ZERO), "idle worker");
         f.started(t0);
         assert_eq!(f.until_taken(0, t0 + 30 * MS), Some(50 * MS));
         assert_eq!(f.until_taken(2, t0 + 30 * MS), Some(210 * MS), "two more runs first");
-        assert_eq!(f.until_taken(0, t0 + 100 * MS), Some(Duration::ZERO), "an overdue run ends now");
+        assert_eq!(f.until_taken(0, t0 + 80 * MS), Some(Duration::ZERO), "a run at its end ends now");
+        assert_eq!(f.until_taken(0, t0 + 100 * MS), None, "longer than runs go: no estimate");
     }
 
     #[test]
@@ -92,15 +107,15 @@ mod tests {
         let mut f = Forecast::default();
         let t0 = Instant::now();
         f.started(t0);
-        f.finished(100 * MS);
+        f.finished(t0, 100 * MS);
         f.started(t0);
         f.started(t0 + 50 * MS);
         let now = t0 + 60 * MS;
         assert_eq!(f.until_taken(0, now), Some(40 * MS), "the first worker frees first");
         assert_eq!(f.until_taken(1, now), Some(90 * MS), "then the second");
         assert_eq!(f.until_taken(2, now), Some(140 * MS), "then the first again");
-        f.finished(100 * MS);
-        assert_eq!(f.until_taken(0, now), Some(90 * MS), "the oldest run was retired");
+        f.finished(t0 + 50 * MS, 10 * MS);
+        assert_eq!(f.in_flight, [t0], "the run that ended was retired, not the oldest");
     }
 
     #[test]
@@ -108,7 +123,7 @@ mod tests {
         let mut f = Forecast::default();
         let t0 = Instant::now();
         for took in [100, 60, 140, 60, 140, 60, 140, 60, 140] {
-            f.finished(took * MS);
+            f.finished(t0, took * MS);
         }
         f.started(t0);
         let until = f.until_taken(0, t0).unwrap();
@@ -121,9 +136,9 @@ mod tests {
     fn the_run_length_follows_the_recent_runs() {
         let mut f = Forecast::default();
         let t0 = Instant::now();
-        f.finished(100 * MS);
+        f.finished(t0, 100 * MS);
         for _ in 0..40 {
-            f.finished(50 * MS);
+            f.finished(t0, 50 * MS);
         }
         f.started(t0);
         let run = f.until_taken(1, t0).unwrap() - f.until_taken(0, t0).unwrap();

@@ -31,8 +31,9 @@ const REFRESH_WINDOW_FRAMES: u32 = 2;
 
 /// What [`Mailboxes::take_into`] returns.
 pub(crate) enum Take {
-    /// At least one frame was appended to the batch.
-    Ready,
+    /// At least one frame was appended to the batch; its run started at `started` (hand it
+    /// back to [`Mailboxes::run_finished`]).
+    Ready { started: Instant },
     /// Nothing arrived within the timeout (the caller checks for shutdown and heartbeats).
     Idle,
     /// [`Mailboxes::close`] was called and every slot is empty.
@@ -125,8 +126,9 @@ impl Mailboxes {
             }
             if !batch.is_empty() {
                 slots.max_batch = slots.max_batch.max(max);
-                slots.forecast.started(Instant::now());
-                return Take::Ready;
+                let started = Instant::now();
+                slots.forecast.started(started);
+                return Take::Ready { started };
             }
             if slots.closed {
                 return Take::Closed;
@@ -142,9 +144,10 @@ impl Mailboxes {
         }
     }
 
-    /// A worker's run of the batch it took ended after `took` (results handed on or dropped).
-    pub(crate) fn run_finished(&self, took: Duration) {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner).forecast.finished(took);
+    /// A worker's run of the batch it took at `started` ended (results handed on or dropped).
+    pub(crate) fn run_finished(&self, started: Instant) {
+        let took = started.elapsed();
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner).forecast.finished(started, took);
     }
 
     /// Whether `slot` holds a frame that is still waiting for the model.
@@ -156,7 +159,8 @@ impl Mailboxes {
     /// For a camera whose frames come every `interval`: `Some(true)` if a frame waits in `slot`
     /// and the model will take it before a later frame could replace it in time (so a newer
     /// frame is worth scaling now), `Some(false)` if a later frame can still replace it;
-    /// `None` when nothing waits or there is no estimate yet (the fps cap decides alone).
+    /// `None` when nothing waits or there is no estimate (none yet, or the run ahead is longer
+    /// than runs go): the fps cap decides alone.
     pub(crate) fn refresh_due(&self, slot: CameraSlot, interval: Duration) -> Option<bool> {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if slots.closed || slots.frames.get(slot).is_none_or(Option::is_none) {
@@ -226,7 +230,7 @@ pub(crate) mod tests {
         fn take(&self, timeout: Duration) -> Take1 {
             let mut batch = Vec::new();
             match self.take_into(1, timeout, &mut batch) {
-                Take::Ready => Take1::Frame(batch.pop().unwrap()),
+                Take::Ready { .. } => Take1::Frame(batch.pop().unwrap()),
                 Take::Idle => Take1::Idle,
                 Take::Closed => Take1::Closed,
             }
@@ -295,17 +299,17 @@ pub(crate) mod tests {
         let mut batch = Vec::new();
         // Only one camera ready: a batch of one, at once.
         boxes.put(2, frame(&cams[2], 1)).unwrap();
-        assert!(matches!(boxes.take_into(4, Duration::ZERO, &mut batch), Take::Ready));
+        assert!(matches!(boxes.take_into(4, Duration::ZERO, &mut batch), Take::Ready { .. }));
         assert_eq!(ids(&batch), ["c"]);
         batch.clear();
         // Three ready, batch size 2: the first two from where the last batch stopped (after c).
         for slot in [0, 1, 3] {
             boxes.put(slot, frame(&cams[slot], 2)).unwrap();
         }
-        assert!(matches!(boxes.take_into(2, Duration::ZERO, &mut batch), Take::Ready));
+        assert!(matches!(boxes.take_into(2, Duration::ZERO, &mut batch), Take::Ready { .. }));
         assert_eq!(ids(&batch), ["d", "a"]);
         batch.clear();
-        assert!(matches!(boxes.take_into(2, Duration::ZERO, &mut batch), Take::Ready));
+        assert!(matches!(boxes.take_into(2, Duration::ZERO, &mut batch), Take::Ready { .. }));
         assert_eq!(ids(&batch), ["b"], "never more than one frame per camera, never waits to fill");
         batch.clear();
         assert!(matches!(boxes.take_into(2, Duration::ZERO, &mut batch), Take::Idle));
@@ -344,18 +348,20 @@ pub(crate) mod tests {
         boxes.put(0, frame(&cams[0], 1)).unwrap();
         boxes.put(1, frame(&cams[1], 1)).unwrap();
         let _a = boxes.take(Duration::ZERO);
-        assert_eq!(boxes.refresh_due(0, ms(40)), None, "nothing waits in a's slot");
-        assert_eq!(boxes.refresh_due(1, ms(40)), None, "no run has ended yet: no estimate");
-        boxes.run_finished(ms(100));
-        assert_eq!(boxes.refresh_due(1, ms(40)), Some(true), "an idle worker takes it now");
+        assert_eq!(boxes.refresh_due(0, ms(400)), None, "nothing waits in a's slot");
+        assert_eq!(boxes.refresh_due(1, ms(400)), None, "no run has ended yet: no estimate");
+        // A run of one second ended (wide margins: the test reads the real clock).
+        let t0 = Instant::now();
+        boxes.run_finished(t0.checked_sub(ms(1000)).unwrap_or(t0));
+        assert_eq!(boxes.refresh_due(1, ms(400)), Some(true), "an idle worker takes it now");
         let _b = boxes.take(Duration::ZERO);
         boxes.put(0, frame(&cams[0], 2)).unwrap();
         boxes.put(1, frame(&cams[1], 2)).unwrap();
-        // A 100 ms run just started; a is next, then b. Due when taken within two frames.
-        assert_eq!(boxes.refresh_due(0, ms(40)), Some(false), "a's later frames come in time");
-        assert_eq!(boxes.refresh_due(0, ms(60)), Some(true), "a's next-but-one would come too late");
-        assert_eq!(boxes.refresh_due(1, ms(60)), Some(false), "b waits for a's run too");
-        assert_eq!(boxes.refresh_due(1, ms(110)), Some(true));
+        // A one-second run just started; a is next, then b. Due when taken within two frames.
+        assert_eq!(boxes.refresh_due(0, ms(400)), Some(false), "a's later frames come in time");
+        assert_eq!(boxes.refresh_due(0, ms(600)), Some(true), "a's next-but-one would come too late");
+        assert_eq!(boxes.refresh_due(1, ms(600)), Some(false), "b waits for a's run too");
+        assert_eq!(boxes.refresh_due(1, ms(1100)), Some(true));
     }
 
     #[test]
