@@ -25,7 +25,8 @@ use crate::infer::Letterbox;
 use crate::publish::unix_micros;
 use crate::telemetry::DropReason;
 
-/// State the streaming threads update and the control loop reads.
+/// State of one pipeline session that its streaming threads update: the control loop reads the
+/// liveness fields; the admission probe and the appsink callback share the refresh mark.
 #[derive(Debug)]
 pub(crate) struct Liveness {
     epoch: Instant,

@@ -78,6 +78,14 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// A forecast that has seen one run, of `took`, start at `t0` and end.
+    fn after_one_run(t0: Instant, took: Duration) -> Forecast {
+        let mut f = Forecast::default();
+        f.started(t0);
+        f.finished(t0, took);
+        f
+    }
+
     #[test]
     fn no_estimate_before_the_first_run_ends() {
         let mut f = Forecast::default();
@@ -90,10 +98,8 @@ mod tests {
 
     #[test]
     fn a_frame_waits_for_the_running_batch_and_the_batches_ahead_of_it() {
-        let mut f = Forecast::default();
         let t0 = Instant::now();
-        f.started(t0);
-        f.finished(t0, 80 * MS);
+        let mut f = after_one_run(t0, 80 * MS);
         assert_eq!(f.until_taken(0, t0), Some(Duration::ZERO), "idle worker");
         f.started(t0);
         assert_eq!(f.until_taken(0, t0 + 30 * MS), Some(50 * MS));
@@ -104,10 +110,8 @@ mod tests {
 
     #[test]
     fn several_workers_share_the_batches_ahead() {
-        let mut f = Forecast::default();
         let t0 = Instant::now();
-        f.started(t0);
-        f.finished(t0, 100 * MS);
+        let mut f = after_one_run(t0, 100 * MS);
         f.started(t0);
         f.started(t0 + 50 * MS);
         let now = t0 + 60 * MS;
