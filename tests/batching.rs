@@ -70,6 +70,41 @@ fn a_dynamic_batch_model_gives_the_same_detections_batched_and_one_at_a_time() {
 }
 
 #[test]
+fn tensor_handles_kept_between_runs_read_each_frame_afresh() {
+    // The detector keeps ONNX Runtime's tensor handle per input address and shape: a buffer the
+    // scaler's pool hands out again holds a new frame, and that new frame is what the model reads.
+    let config = model_config(&fixture("batch_u8.onnx"), &["red", "green"], "max_batch = 4");
+    let mut detector = Detector::open(&config).expect("load the batch model");
+    let red = |found: &Found| found.iter().find(|d| d.0 == 0).map_or(0.0, |d| d.1);
+
+    let mut buffer = vec![frame(255, 0)];
+    let address = buffer[0].as_ptr();
+    assert!((red(&run_batch(&mut detector, &buffer)[0]) - 1.0).abs() < 1e-4);
+    buffer[0].copy_from_slice(&frame(51, 102));
+    assert_eq!(buffer[0].as_ptr(), address, "same buffer, new frame");
+    let again = run_batch(&mut detector, &buffer);
+    assert!((red(&again[0]) - 0.2).abs() < 1e-4, "the new frame's own score: {again:?}");
+    assert_eq!(detector.input_handles_made(), 1, "one handle for one buffer, kept for the second run");
+
+    // More distinct buffers than the detector keeps handles for (48): the oldest are replaced,
+    // and every frame still gets its own result, in batches too.
+    let frames: Vec<Vec<u8>> = (0..60).map(|i| frame((i * 4) as u8, 0)).collect();
+    for round in 0..2 {
+        for (i, f) in frames.iter().enumerate() {
+            let found = run_batch(&mut detector, std::slice::from_ref(f));
+            let want = (i * 4) as f32 / 255.0;
+            assert!((red(&found[0]) - want).abs() < 1e-4, "round {round}, frame {i}: {found:?}");
+        }
+        let batched = run_batch(&mut detector, &frames[..4]);
+        assert_eq!(batched.len(), 4);
+        assert!((red(&batched[3]) - 12.0 / 255.0).abs() < 1e-4, "{batched:?}");
+    }
+    // 1 + 60 frames + the batch buffer in the first round; cycling over more places than it
+    // keeps, the second round finds its handles replaced and makes them again.
+    assert!(detector.input_handles_made() > 62, "handles replaced when more places than it keeps");
+}
+
+#[test]
 fn a_frame_of_the_wrong_size_fails_its_batch_and_nothing_is_decoded() {
     let config = model_config(&fixture("batch_u8.onnx"), &["red", "green"], "max_batch = 2");
     let mut detector = Detector::open(&config).unwrap();

@@ -103,6 +103,12 @@ impl Detector {
         self.buffers.last_address()
     }
 
+    /// How many input tensor handles ONNX Runtime was asked to make so far: one per input
+    /// address and shape seen, not one per run.
+    pub fn input_handles_made(&self) -> u64 {
+        self.buffers.handles_made()
+    }
+
     /// Runs the model on one packed RGB frame of the model's input size and returns the
     /// detections in source pixels, with where the time went.
     ///

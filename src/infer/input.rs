@@ -7,9 +7,9 @@
 //! convention).
 
 use ort::session::SessionInputValue;
-use ort::value::{PrimitiveTensorElementType, TensorRef};
 
 use super::InferError;
+use super::handles::TensorHandles;
 
 /// The model input layouts the daemon can feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +87,9 @@ impl<'a> Pixels<'a> {
     }
 }
 
-/// The buffers model inputs are built in, allocated once for the largest batch, and the
-/// address of the last input handed to ONNX Runtime (zero-copy check).
+/// The buffers model inputs are built in, allocated once for the largest batch, the tensor
+/// handles over host inputs, and the address of the last input handed to ONNX Runtime
+/// (zero-copy check).
 pub(crate) struct InputBuffers {
     kind: InputKind,
     height: u32,
@@ -101,6 +102,7 @@ pub(crate) struct InputBuffers {
     /// Where batches of frames in device memory are gathered; allocated on the first one.
     #[cfg(feature = "cuda")]
     device: Option<crate::cuda::DeviceBatch>,
+    handles: TensorHandles,
     last_address: usize,
 }
 
@@ -124,6 +126,7 @@ impl InputBuffers {
             u8s,
             #[cfg(feature = "cuda")]
             device: None,
+            handles: TensorHandles::new(),
             last_address: 0,
         }
     }
@@ -131,6 +134,11 @@ impl InputBuffers {
     /// Where the data of the last tensor built lives.
     pub(crate) fn last_address(&self) -> usize {
         self.last_address
+    }
+
+    /// Tensor handles made so far.
+    pub(crate) fn handles_made(&self) -> u64 {
+        self.handles.made()
     }
 
     /// The input tensor for frames `0..n`, each of the model's input size (checked by the
@@ -150,34 +158,31 @@ impl InputBuffers {
         let size = plane * 3;
         // Every frame is in host memory here (device frames took the branch above).
         let rgb = |i: usize| frame(i).host().unwrap_or_default();
-        let seen = &mut self.last_address;
-        match self.kind {
-            InputKind::U8Nhwc if n == 1 => view(dims, rgb(0), seen),
-            InputKind::U8Nhwc => {
+        let (tensor, seen_at) = match self.kind {
+            InputKind::U8Nhwc if n == 1 => self.handles.view(dims, rgb(0))?,
+            InputKind::U8Nhwc | InputKind::U8Nchw => {
                 for (i, dst) in self.u8s.chunks_exact_mut(size).take(n).enumerate() {
-                    dst.copy_from_slice(rgb(i));
+                    if self.kind == InputKind::U8Nhwc {
+                        dst.copy_from_slice(rgb(i));
+                    } else {
+                        to_nchw(rgb(i), plane, dst, |v| v);
+                    }
                 }
-                view(dims, &self.u8s[..n * size], seen)
+                self.handles.view(dims, &self.u8s[..n * size])?
             }
-            InputKind::U8Nchw => {
-                for (i, dst) in self.u8s.chunks_exact_mut(size).take(n).enumerate() {
-                    to_nchw(rgb(i), plane, dst, |v| v);
-                }
-                view(dims, &self.u8s[..n * size], seen)
-            }
-            InputKind::F32Nhwc => {
+            InputKind::F32Nhwc | InputKind::F32Nchw => {
                 for (i, dst) in self.f32s.chunks_exact_mut(size).take(n).enumerate() {
-                    to_f32_nhwc(rgb(i), dst);
+                    if self.kind == InputKind::F32Nhwc {
+                        to_f32_nhwc(rgb(i), dst);
+                    } else {
+                        to_nchw(rgb(i), plane, dst, |v| f32::from(v) / 255.0);
+                    }
                 }
-                view(dims, &self.f32s[..n * size], seen)
+                self.handles.view(dims, &self.f32s[..n * size])?
             }
-            InputKind::F32Nchw => {
-                for (i, dst) in self.f32s.chunks_exact_mut(size).take(n).enumerate() {
-                    to_nchw(rgb(i), plane, dst, |v| f32::from(v) / 255.0);
-                }
-                view(dims, &self.f32s[..n * size], seen)
-            }
-        }
+        };
+        self.last_address = seen_at;
+        Ok(tensor)
     }
 
     /// The input tensor in device memory: one device frame in place, else the batch gathered
@@ -189,7 +194,6 @@ impl InputBuffers {
         frame: impl Fn(usize) -> Pixels<'f>,
     ) -> Result<SessionInputValue<'s>, InferError> {
         use crate::cuda::{DeviceBatch, DeviceContext, Part};
-        use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 
         if self.kind != InputKind::U8Nhwc {
             return Err(InferError::Run(format!("frames in device memory need a uint8 NHWC model, this one takes {:?}", self.kind)));
@@ -215,27 +219,13 @@ impl InputBuffers {
             }
         };
         let dims = self.kind.shape(n, self.height, self.width);
-        let info = MemoryInfo::new(AllocationDevice::CUDA, slice.device, AllocatorType::Device, MemoryType::Default)?;
         // SAFETY: `slice` is `n` frames of the model's input size in device memory of
         // `slice.device`, mapped (or gathered into the buffer this value owns) until the run
         // that borrows the tensor is over.
-        let tensor = unsafe {
-            ort::value::TensorRefMut::<u8>::from_raw(info, slice.address as usize as *mut _, ort::value::Shape::new(dims))?
-        };
-        self.last_address = slice.address as usize;
-        Ok(tensor.into())
+        let (tensor, seen_at) = unsafe { self.handles.device_view(slice.device, slice.address as usize, dims)? };
+        self.last_address = seen_at;
+        Ok(tensor)
     }
-}
-
-/// Wraps `data` as an input tensor without copying; records where ONNX Runtime sees its data.
-fn view<'a, T: PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
-    dims: [i64; 4],
-    data: &'a [T],
-    seen_at: &mut usize,
-) -> Result<SessionInputValue<'a>, InferError> {
-    let tensor = TensorRef::from_array_view((dims, data))?;
-    *seen_at = tensor.data_ptr() as usize;
-    Ok(tensor.into())
 }
 
 /// Writes packed RGB pixels (`width * height * 3` bytes) as float32 NHWC, 0–255.

@@ -7,6 +7,7 @@
 mod decode;
 mod detector;
 mod engine_cache;
+mod handles;
 mod input;
 mod letterbox;
 mod nms;
