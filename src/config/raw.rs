@@ -75,7 +75,7 @@ pub(crate) struct RawGlobal {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRedis {
-    /// `redis://`, `rediss://` or `unix://` URL, without user info. Default: [`DEFAULT_REDIS_URL`].
+    /// `redis://` or `unix://` URL (no TLS: it is on this box), without user info. Default: [`DEFAULT_REDIS_URL`].
     #[serde(default = "default_redis_url")]
     pub url: String,
     /// ACL user name. Default: none (the `default` user).

@@ -26,7 +26,7 @@ pub(super) fn global(raw: RawGlobal, file: &Path) -> Result<Config, ConfigError>
     let site = name(raw.site, "[A-Za-z0-9_.-]+", site_char).map_err(at("site"))?;
 
     let redis = RedisConfig {
-        url: redis_url(&raw.redis.url).map_err(at("redis.url"))?,
+        url: local_url(&raw.redis.url).map_err(at("redis.url"))?,
         username: raw.redis.username,
         credential: credential(raw.redis.credential).map_err(at("redis.credential"))?,
     };
@@ -259,6 +259,16 @@ fn redis_url(text: &str) -> Result<String, String> {
             "unsupported scheme `{other}`, expected `redis`, `rediss` or `unix`"
         )),
     }
+}
+
+/// The local Redis: on this box, so `redis://` or a unix socket; no TLS (the publisher's own
+/// connection, `publish/link.rs`, does not speak it).
+fn local_url(text: &str) -> Result<String, String> {
+    let url = redis_url(text)?;
+    if url.starts_with("rediss://") {
+        return Err("TLS to the local Redis is not supported (it runs on this box), expected redis://host:port or unix:///path.sock; rediss:// is for `uplink.url`".into());
+    }
+    Ok(url)
 }
 
 /// The central Redis: `redis://` or `rediss://` (TLS) with a host (no unix socket: it is remote).

@@ -53,7 +53,7 @@ pub(crate) fn write_det_json(objects: &[Detection], labels_json: &[String], out:
 
 /// Builds the `XADD` of each entry in buffers kept from entry to entry: the command, the `det`
 /// JSON and its lz4 form grow to the largest entry seen, then building an entry allocates
-/// nothing (sending it does, inside redis-rs: see README "Pipeline benchmark").
+/// nothing (nor does sending it: `link.rs`).
 pub(crate) struct XaddWriter {
     cmd: redis::Cmd,
     json: String,

@@ -1,12 +1,14 @@
 //! Publish: the third stage. A tokio task takes results from the [`PublishQueue`] and writes
 //! one `XADD` per processed frame to the camera's stream in the local Redis, oldest first, one
 //! command at a time: a broken connection leaves at most the one entry in flight unconfirmed,
-//! and the command buffers are reused from entry to entry. (One at a time costs a round trip per
+//! and the command buffers are reused from entry to entry, on a connection of its own that
+//! allocates nothing per entry (`link.rs`). (One at a time costs a round trip per
 //! entry, tens of µs on the local socket, against hundreds of entries per second at most.) When
 //! Redis is down the queue absorbs results up to its size (then drops the oldest, counted) while
 //! the task reconnects with capped backoff.
 
 mod entry;
+mod link;
 mod queue;
 
 use std::sync::Arc;
@@ -23,6 +25,8 @@ use crate::telemetry::{DropReason, Metrics, PublishedStages};
 
 use entry::XaddWriter;
 pub(crate) use entry::{EntryContext, stream_key};
+pub use link::LinkError;
+use link::{Link, LinkTarget, Reply};
 pub(crate) use queue::PublishQueue;
 
 /// Entries taken from the queue at once at most.
@@ -42,11 +46,16 @@ pub enum PublishError {
     /// Redis refused or dropped the connection; the caller reconnects.
     #[error("local Redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The publisher's own connection failed or was refused.
+    #[error("local Redis: {0}")]
+    Link(#[from] LinkError),
 }
 
 /// How to reach the local Redis.
 pub(crate) struct RedisTarget {
     client: Client,
+    /// The publisher's connection (see `link.rs`).
+    link: LinkTarget,
     /// For log lines: the URL without credentials.
     display: String,
 }
@@ -65,8 +74,9 @@ impl RedisTarget {
             settings = settings.set_password(secret.expose());
         }
         info = info.set_redis_settings(settings);
+        let link = LinkTarget::new(&info).map_err(|e| bad("redis.url", &e))?;
         let client = Client::open(info).map_err(|e| bad("redis.url", &e))?;
-        Ok(Self { client, display: credentials::redact_url(&config.url) })
+        Ok(Self { client, link, display: credentials::redact_url(&config.url) })
     }
 
     pub(crate) fn display(&self) -> &str {
@@ -79,6 +89,11 @@ impl RedisTarget {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(Duration::from_secs(30)));
         Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+    }
+
+    /// The publisher's connection: one attempt, bounded in time.
+    pub(crate) async fn link(&self) -> Result<Link, PublishError> {
+        Ok(Link::connect(&self.link, CONNECT_TIMEOUT, RESPONSE_TIMEOUT).await?)
     }
 
     /// One connection attempt, bounded in time.
@@ -131,7 +146,7 @@ async fn publish_loop(
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
     let mut writer = XaddWriter::new();
     loop {
-        let mut conn = match target.connect().await {
+        let mut conn = match target.link().await {
             Ok(conn) => {
                 tracing::info!(stage = "publish", redis = target.display(), "Connected to local Redis.");
                 conn
@@ -184,7 +199,7 @@ async fn publish_loop(
 /// `rejected`). On a transport error, or no answer in time, the entry in flight is left at the
 /// front of `batch`.
 async fn send_batch(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Link,
     writer: &mut XaddWriter,
     ctx: &EntryContext,
     batch: &mut Vec<Detections>,
@@ -192,10 +207,10 @@ async fn send_batch(
     let mut rejected = 0;
     while let Some(d) = batch.first() {
         let cmd = writer.xadd(ctx, d, unix_micros() - d.ts_us);
-        let reply = conn.send_packed_command(cmd).await?;
+        let reply = conn.request(cmd).await.map_err(LinkError::from)?;
         let done = unix_micros();
         match reply {
-            redis::Value::ServerError(e) => {
+            Reply::Error(e) => {
                 rejected += 1;
                 d.camera.metrics.drop(DropReason::Rejected, 1);
                 tracing::debug!(camera = %d.camera.id, seq = d.seq, error = %e, "XADD refused.");

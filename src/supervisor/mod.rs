@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config};
 use crate::infer::{self, Detector, Heartbeat, InferError};
 use crate::mailbox::Mailboxes;
-use crate::publish::{self, EntryContext, PublishError, PublishQueue, RedisTarget};
+use crate::publish::{self, EntryContext, LinkError, PublishError, PublishQueue, RedisTarget};
 use crate::systemd::Notifier;
 use crate::telemetry::{DropReason, LogControl, Metrics, http};
 use crate::uplink::{Uplink, UplinkError};
@@ -341,11 +341,12 @@ async fn load_model(config: &Config, notifier: Notifier) -> Result<Vec<Detector>
 async fn wait_for_redis(target: &RedisTarget) -> Result<(), RunError> {
     let started = tokio::time::Instant::now();
     loop {
-        match target.connect().await {
+        match target.link().await {
             Ok(_) => return Ok(()),
-            // A wrong password or user does not fix itself: a config error, at once.
-            Err(PublishError::Redis(e)) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
-                return Err(RunError::Publish(PublishError::Config { field: "redis.credential", message: e.to_string() }));
+            // A wrong password or database does not fix itself: a config error, at once.
+            Err(PublishError::Link(LinkError::Refused { command, message })) => {
+                let field = if command == "AUTH" { "redis.credential" } else { "redis.url" };
+                return Err(RunError::Publish(PublishError::Config { field, message: format!("{command} refused: {message}") }));
             }
             Err(e) if started.elapsed() >= REDIS_STARTUP_TIMEOUT => {
                 return Err(RunError::RedisUnavailable { url: target.display().to_owned(), reason: e.to_string() });

@@ -282,6 +282,10 @@ fn accepted_urls_are_kept() {
         assert_eq!(redis_url(url).unwrap(), url);
     }
     assert!(redis_url("unix://").is_err());
+    // The local Redis is on the box: no TLS to it; the message says where TLS goes.
+    assert_eq!(local_url("unix:///run/r.sock?db=2").unwrap(), "unix:///run/r.sock?db=2");
+    let message = local_url("rediss://127.0.0.1:6380").unwrap_err();
+    assert!(message.contains("uplink.url") && message.contains("unix://"), "{message}");
 }
 
 #[test]
