@@ -1,13 +1,14 @@
 //! The publisher's own connection to the local Redis (`publish/link.rs`): it authenticates,
 //! selects the database the URL names, and a wrong or missing password stops the start with a
-//! config error that names the field, without retrying for ever or printing the password.
+//! config error that names the field, without retrying for ever or printing the password. A
+//! Redis that answers "not yet" (BUSY, LOADING) costs no entry.
 
 mod support;
 
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use support::{ConfigDir, Daemon, Redis, TestCam, fixture, upstream, wait_for};
+use support::{ConfigDir, Daemon, Redis, TestCam, fixture, metric, upstream, wait_for};
 
 const PASSWORD: &str = "local-Pa55-2b9e41";
 
@@ -53,4 +54,43 @@ fn a_wrong_or_missing_password_is_a_config_error_at_start() {
         assert!(log.contains("redis.credential") && log.contains("AUTH refused"), "{case}: names the field: {log}");
         assert!(!log.contains("not-the-Pa55word") && !log.contains(PASSWORD), "{case}: {log}");
     }
+}
+
+#[test]
+fn entries_wait_while_redis_answers_busy_and_none_is_dropped() {
+    let redis = Redis::start();
+    let cam = TestCam::start(&fixture("white_car.jpg"), 0);
+    let config = ConfigDir::new(&redis.url(), "");
+    config.camera("east", &cam.url, "fps = 5");
+    let daemon = Daemon::start(&config);
+    let key = config.stream_key("east");
+    wait_for(Duration::from_secs(60), "first entries", || (redis.entries(&key).len() >= 3).then_some(()));
+
+    // A script that runs for 3 s: past the busy threshold (100 ms) Redis answers every other
+    // client `-BUSY`, as it answers `-LOADING` while it reads its data after a restart.
+    let mut admin = redis.connect().unwrap();
+    redis::cmd("CONFIG").arg("SET").arg("busy-reply-threshold").arg(100).exec(&mut admin).unwrap();
+    let mut script_conn = redis.connect().unwrap();
+    let script = std::thread::spawn(move || {
+        let busy = "local t = redis.call('TIME') \
+                    while true do \
+                      local n = redis.call('TIME') \
+                      if (n[1] - t[1]) * 1000000 + (n[2] - t[2]) > 3000000 then return 1 end \
+                    end";
+        redis::cmd("EVAL").arg(busy).arg(0).query::<i64>(&mut script_conn)
+    });
+    daemon.wait_log("Local Redis is not taking writes yet; entries kept, retrying.", Duration::from_secs(10));
+    assert_eq!(script.join().unwrap().expect("the script ran to its end"), 1);
+    let before = redis.entries(&key).len();
+    wait_for(Duration::from_secs(30), "entries after the busy spell", || (redis.entries(&key).len() >= before + 5).then_some(()));
+
+    let text = daemon.scrape();
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    for reason in ["rejected", "redis_error", "queue_full"] {
+        let dropped = metric(&text, "roadsight_frames_dropped_total", &[("camera", "east"), ("reason", reason)]);
+        assert_eq!(dropped, Some(0.0), "{reason}: {text}");
+    }
+    let errors = metric(&text, "roadsight_redis_errors_total", &[]).unwrap_or(0.0);
+    assert!(errors >= 1.0, "the busy replies are counted as Redis errors: {text}");
 }

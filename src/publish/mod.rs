@@ -164,8 +164,17 @@ async fn publish_loop(
                 return;
             }
             match send_batch(&mut conn, &mut writer, ctx, batch).await {
-                Ok(0) => backoff.reset(),
-                Ok(rejected) => {
+                Ok(Sent::All { rejected: 0 }) => backoff.reset(),
+                Ok(Sent::NotYet(reply)) => {
+                    // Redis is loading its data, running a long script, or has lost its
+                    // primary: the entry was not applied. Keep it and the rest, in order.
+                    metrics.redis_errors.inc();
+                    queue.put_back(batch);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(stage = "publish", reply = %reply, retry_ms = delay.as_millis() as u64, "Local Redis is not taking writes yet; entries kept, retrying.");
+                    tokio::time::sleep(delay).await;
+                }
+                Ok(Sent::All { rejected }) => {
                     // Error replies (OOM under `noeviction`, NOPERM, WRONGTYPE): the connection
                     // is fine, Redis is not taking entries; slow down rather than spin.
                     metrics.redis_errors.inc();
@@ -193,23 +202,37 @@ async fn publish_loop(
     }
 }
 
+/// How a batch went.
+enum Sent {
+    /// Every entry answered; this many were refused with an error reply (counted `rejected`).
+    All { rejected: usize },
+    /// Redis answered "not yet" (see [`not_yet`]) to the entry now at the front of the batch:
+    /// it and those behind it were not applied.
+    NotYet(String),
+}
+
+/// Error replies that mean "retry later" rather than "never": the entry is kept.
+fn not_yet(reply: &str) -> bool {
+    ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"].iter().any(|code| reply.strip_prefix(code).is_some_and(|rest| rest.is_empty() || rest.starts_with(' ')))
+}
+
 /// Sends the entries of `batch` one at a time, oldest first, each removed once Redis has
 /// answered it, so that `batch` only ever holds unconfirmed entries (the shutdown deadline may
-/// cut this short anywhere). Returns how many Redis refused with an error reply (counted as
-/// `rejected`). On a transport error, or no answer in time, the entry in flight is left at the
-/// front of `batch`.
+/// cut this short anywhere). On a transport error, or no answer in time, the entry in flight
+/// is left at the front of `batch`.
 async fn send_batch(
     conn: &mut Link,
     writer: &mut XaddWriter,
     ctx: &EntryContext,
     batch: &mut Vec<Detections>,
-) -> Result<usize, PublishError> {
+) -> Result<Sent, PublishError> {
     let mut rejected = 0;
     while let Some(d) = batch.first() {
         let cmd = writer.xadd(ctx, d, unix_micros() - d.ts_us);
         let reply = conn.request(cmd).await.map_err(LinkError::from)?;
         let done = unix_micros();
         match reply {
+            Reply::Error(e) if not_yet(e) => return Ok(Sent::NotYet(e.to_owned())),
             Reply::Error(e) => {
                 rejected += 1;
                 d.camera.metrics.drop(DropReason::Rejected, 1);
@@ -227,10 +250,25 @@ async fn send_batch(
         // At most MAX_BATCH entries shift down: cheaper than a deque's bookkeeping here.
         batch.remove(0);
     }
-    Ok(rejected)
+    Ok(Sent::All { rejected })
 }
 
 /// Wall-clock time, µs since the Unix epoch.
 pub(crate) fn unix_micros() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_yet;
+
+    #[test]
+    fn not_yet_replies_are_told_from_refusals() {
+        for reply in ["LOADING Redis is loading the dataset in memory", "BUSY Redis is busy running a script.", "MASTERDOWN Link with MASTER is down", "TRYAGAIN"] {
+            assert!(not_yet(reply), "{reply}");
+        }
+        for reply in ["OOM command not allowed when used memory > 'maxmemory'.", "NOPERM no permissions", "WRONGTYPE Operation against a key", "BUSYKEY Target key name already exists.", "ERR"] {
+            assert!(!not_yet(reply), "{reply}");
+        }
+    }
 }
