@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +26,8 @@ use crate::mailbox::Mailboxes;
 
 /// How often the control loop checks for a stall.
 const STALL_CHECK: Duration = Duration::from_millis(250);
+/// Bus messages (errors, end of stream, warnings) waiting for the session task at most; more are dropped.
+const BUS_MESSAGES: usize = 16;
 
 /// Errors of one capture session.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +133,16 @@ async fn watch(
     shutdown: &CancellationToken,
 ) -> SessionEnd {
     let Some(bus) = pipeline.bus() else { return SessionEnd::Fatal("pipeline without a bus".into()) };
-    let mut messages = bus.stream();
+    // Only errors, end of stream and warnings come through; every other message (QoS, stream
+    // status, state changes) is dropped where it is posted, so that none costs an allocation
+    // on its way to this task. The channel only fills if this task stops reading.
+    let (sender, mut messages) = tokio::sync::mpsc::channel::<gst::Message>(BUS_MESSAGES);
+    bus.set_sync_handler(move |_, msg| {
+        if matches!(msg.type_(), gst::MessageType::Error | gst::MessageType::Eos | gst::MessageType::Warning) {
+            let _ = sender.try_send(msg.clone());
+        }
+        gst::BusSyncReply::Drop
+    });
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
         return SessionEnd::Disconnected(format!("cannot start: {e}"));
     }
@@ -143,7 +153,7 @@ async fn watch(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return SessionEnd::Shutdown,
-            msg = messages.next() => {
+            msg = messages.recv() => {
                 let Some(msg) = msg else { return SessionEnd::Disconnected("bus closed".into()) };
                 match msg.view() {
                     gst::MessageView::Error(err) => {

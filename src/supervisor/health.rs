@@ -20,6 +20,8 @@ use super::cameras::CameraSet;
 const INFER_STALL: Duration = Duration::from_secs(10);
 /// How often the status line is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// Room for the longest status line: the counts, and a reload error cut to its limit.
+const STATUS_LINE_CAPACITY: usize = 512;
 /// Tick period without a watchdog.
 const DEFAULT_TICK: Duration = Duration::from_secs(1);
 /// Longest part of an error kept in the status line.
@@ -37,6 +39,8 @@ pub(super) struct Health {
     processed_at_status: u64,
     /// Why the last reload was refused, until a reload succeeds.
     reload_error: Option<String>,
+    /// The status line, rewritten in place every few seconds.
+    line: String,
 }
 
 impl Health {
@@ -52,6 +56,7 @@ impl Health {
             status_at: now,
             processed_at_status: 0,
             reload_error: None,
+            line: String::with_capacity(STATUS_LINE_CAPACITY),
         }
     }
 
@@ -82,8 +87,8 @@ impl Health {
             self.notifier.watchdog();
         }
         if now.duration_since(self.status_at) >= STATUS_EVERY {
-            let line = self.status_line(cameras, metrics, uplink, now);
-            self.notifier.status(&line);
+            let notifier = self.notifier;
+            notifier.status(self.status_line(cameras, metrics, uplink, now));
         }
     }
 
@@ -95,13 +100,15 @@ impl Health {
         metrics: &Metrics,
         uplink: Option<&[String]>,
         now: Instant,
-    ) -> String {
+    ) -> &str {
         let live = cameras.cameras().filter(|c| c.metrics.up.get() == 1).count();
         let processed: u64 = cameras.cameras().map(|c| c.metrics.processed.get()).sum();
         let elapsed = now.duration_since(self.status_at).as_secs_f64().max(1e-3);
         let fps = processed.saturating_sub(self.processed_at_status) as f64 / elapsed;
         (self.status_at, self.processed_at_status) = (now, processed);
-        let mut line = format!("{live}/{} cameras live, {fps:.1} fps, p95 ", cameras.len());
+        let line = &mut self.line;
+        line.clear();
+        write!(line, "{live}/{} cameras live, {fps:.1} fps, p95 ", cameras.len()).ok();
         match metrics.recent_latency.quantile(0.95) {
             Some(p95) => write!(line, "{:.0} ms", p95.as_secs_f64() * 1e3),
             None => write!(line, "-"),

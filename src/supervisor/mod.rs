@@ -197,7 +197,7 @@ pub async fn run(config: Config, logs: LogControl) -> Result<(), RunError> {
 
     let mut health = Health::new(notifier, heartbeat);
     let mut running = config;
-    notifier.ready(&health.status_line(&cameras, &metrics, uplink_ids(&running).as_deref(), Instant::now()));
+    notifier.ready(health.status_line(&cameras, &metrics, uplink_ids(&running).as_deref(), Instant::now()));
     let mut tick = tokio::time::interval(health.period());
     loop {
         tokio::select! {
@@ -272,7 +272,7 @@ async fn reload(
             tracing::error!(error = %error, "Reload refused; the running configuration stays.");
             metrics.reloaded(false);
             health.reloaded(Some(error));
-            notifier.ready(&health.status_line(cameras, metrics, uplink_ids(&running).as_deref(), Instant::now()));
+            notifier.ready(health.status_line(cameras, metrics, uplink_ids(&running).as_deref(), Instant::now()));
             return running;
         }
     };
@@ -300,7 +300,7 @@ async fn reload(
     );
     metrics.reloaded(true);
     health.reloaded(None);
-    notifier.ready(&health.status_line(cameras, metrics, uplink_ids(&merged).as_deref(), Instant::now()));
+    notifier.ready(health.status_line(cameras, metrics, uplink_ids(&merged).as_deref(), Instant::now()));
     merged
 }
 

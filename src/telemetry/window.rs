@@ -34,7 +34,12 @@ impl LatencyWindow {
         if filled == 0 {
             return None;
         }
-        let mut sorted: Vec<u32> = self.samples[..filled].iter().map(|s| s.load(Ordering::Relaxed)).collect();
+        // On the stack (4 KiB): the status line asks every few seconds, with no allocation.
+        let mut sorted = [0u32; WINDOW];
+        let sorted = &mut sorted[..filled];
+        for (dst, s) in sorted.iter_mut().zip(&self.samples) {
+            *dst = s.load(Ordering::Relaxed);
+        }
         sorted.sort_unstable();
         let rank = ((q.clamp(0.0, 1.0) * filled as f64).ceil() as usize).clamp(1, filled);
         Some(Duration::from_micros(u64::from(sorted[rank - 1])))
