@@ -110,6 +110,9 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
     std::thread::sleep(plan.warmup);
     let pids = running.pids();
     let scrape = || running.metrics.as_deref().map(|a| measure::samples(&measure::scrape(a)));
+    // A first scrape costs more than later ones (its connection, lazily built series): serve
+    // it before the window, so that `scrape_again` below prices the one inside the window.
+    let _ = scrape();
     let (from_ms, cpu0, before) = (unix_ms(), measure::cpu_seconds(&pids), scrape());
     let ticks0 = measure::machine_ticks();
     let rss_start = measure::memory_mib(&pids, "VmRSS:");
