@@ -49,17 +49,29 @@ fn caps_are_met_the_rest_is_shared_and_a_dead_camera_changes_nothing() {
 
     let fps = processed_fps(&daemon, &live, Duration::from_secs(12));
     let total: f64 = fps.iter().sum();
-    let msg = format!("processed fps slow/mid/fast/greedy = {fps:.2?}, total {total:.1}");
+    let expected = fair_shares(&[1.0, 2.0, 25.0, f64::INFINITY], total);
+    let text = daemon.scrape();
+    let mean = |name: &str| {
+        let sum = metric(&text, &format!("{name}_sum"), &[("camera", "greedy")]).unwrap_or(0.0);
+        sum / metric(&text, &format!("{name}_count"), &[("camera", "greedy")]).unwrap_or(1.0) * 1e3
+    };
+    let msg = format!(
+        "processed fps slow/mid/fast/greedy = {fps:.2?}, total {total:.1}, fair shares {expected:.2?}; \
+         greedy's mean inference {:.0} ms, mailbox wait {:.0} ms",
+        mean("roadsight_inference_seconds"),
+        mean("roadsight_mailbox_wait_seconds"),
+    );
     eprintln!("{msg}");
-    // Under their fair share, capped cameras get their cap.
-    assert!((0.8..=1.2).contains(&fps[0]), "{msg}");
-    assert!((1.6..=2.3).contains(&fps[1]), "{msg}");
-    // The two that want more than the CPU has split what is left about evenly: round-robin,
-    // one frame per camera per turn, so the uncapped one cannot starve the capped-at-25 one.
-    assert!(fps[2] > 1.0 && fps[3] > 1.0, "{msg}");
+    // How fast the machine is decides the total; how it is shared out is the scheduler's: a
+    // capped camera gets its cap while that is under an even split of what is left, and the
+    // cameras that want more split the rest evenly (round-robin, one frame per camera per
+    // turn, so the uncapped camera cannot starve the one capped at 25).
+    assert!(total > 1.0, "the model ran: {msg}");
+    for (got, want) in fps.iter().zip(&expected) {
+        assert!((got - want).abs() <= 0.25 * want + 0.15, "{msg}");
+    }
     assert!((fps[2] / fps[3] - 1.0).abs() < 0.35, "{msg}");
 
-    let text = daemon.scrape();
     assert_eq!(metric(&text, "roadsight_camera_up", &[("camera", "dead")]), Some(0.0), "{text}");
     assert!(metric(&text, "roadsight_camera_reconnects_total", &[("camera", "dead")]).unwrap_or(0.0) >= 1.0);
     assert_eq!(metric(&text, "roadsight_frames_processed_total", &[("camera", "dead")]).unwrap_or(0.0), 0.0);
@@ -69,6 +81,27 @@ fn caps_are_met_the_rest_is_shared_and_a_dead_camera_changes_nothing() {
     assert!(runs > 10.0 && frames == runs, "runs {runs}, frames {frames}");
     let (code, _) = daemon.stop();
     assert_eq!(code, Some(0));
+}
+
+/// Max-min fair shares of `total` frames per second between cameras capped at `caps` (ascending):
+/// each camera gets its cap while that is under an even split of what is left.
+fn fair_shares(caps: &[f64], total: f64) -> Vec<f64> {
+    let mut left = total;
+    caps.iter()
+        .enumerate()
+        .map(|(i, cap)| {
+            let share = cap.min(left / (caps.len() - i) as f64);
+            left -= share;
+            share
+        })
+        .collect()
+}
+
+#[test]
+fn fair_shares_fill_the_caps_from_the_smallest() {
+    let shares = fair_shares(&[1.0, 2.0, 25.0, f64::INFINITY], 8.0);
+    assert_eq!(shares, vec![1.0, 2.0, 2.5, 2.5]);
+    assert_eq!(fair_shares(&[1.0, 2.0, 25.0, f64::INFINITY], 2.0), vec![0.5; 4]);
 }
 
 /// CPU seconds each thread of `pid` named like `prefix*` has used.
