@@ -175,8 +175,11 @@ pub struct ObjectPool {
 const OBJECTS_ROOM: usize = 32;
 
 impl ObjectPool {
+    /// A pool filled with `capacity` vectors up front, so that taking one allocates nothing while
+    /// no more than `capacity` are in flight.
     pub fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(ObjectPool { spare: Mutex::new(Vec::with_capacity(capacity)), capacity })
+        let spare = (0..capacity).map(|_| Vec::with_capacity(OBJECTS_ROOM)).collect();
+        Arc::new(ObjectPool { spare: Mutex::new(spare), capacity })
     }
 
     /// A copy of `objects` in a spare vector (a new one when none is left).

@@ -199,17 +199,21 @@ mod tests {
         let q = PublishQueue::new(4);
         let cam = camera("a");
         let car = crate::frame::Detection { class: 2, confidence: 0.9, bbox: [1.0, 2.0, 3.0, 4.0] };
+        // Filled up front: the first results allocate nothing either.
+        assert_eq!(q.objects.spare(), SPARE_OBJECT_VECS);
         let mut first = result(&cam, 1);
         first.objects = q.objects(&[car, car]);
         let address = first.objects.as_ptr();
+        assert_eq!(q.objects.spare(), SPARE_OBJECT_VECS - 1);
         // Dropped from a full queue, published or discarded: the vector goes back to the pool.
         q.push(first);
         assert_eq!(q.discard(DropReason::Shutdown), 1);
-        assert_eq!(q.objects.spare(), 1);
+        assert_eq!(q.objects.spare(), SPARE_OBJECT_VECS);
         let again = q.objects(&[car]);
         assert_eq!(again.as_ptr(), address, "the spare vector is reused");
         assert_eq!(&*again, &[car]);
-        assert_eq!(q.objects.spare(), 0);
+        assert_eq!(q.objects.spare(), SPARE_OBJECT_VECS - 1);
+        drop(again);
         // The pool keeps at most its capacity; the rest are freed.
         let many: Vec<_> = (0..SPARE_OBJECT_VECS + 5).map(|_| q.objects(&[car])).collect();
         drop(many);

@@ -278,12 +278,7 @@ impl Metrics {
             publish: self.publish.get_or_create(&label).clone(),
             overhead: self.overhead.get_or_create(&label).clone(),
             dropped,
-            detections: Detections {
-                camera: camera.to_owned(),
-                family: self.detections.clone(),
-                names: Arc::clone(&self.classes),
-                by_class: (0..self.classes.len()).map(|_| OnceLock::new()).collect(),
-            },
+            detections: Detections::new(camera, &self.detections, &self.classes),
             recent_latency: Arc::clone(&self.recent_latency),
         }
     }
@@ -339,8 +334,10 @@ pub struct PublishedStages {
     pub overhead: Duration,
 }
 
-/// `detections_total` of one camera: a series is created the first time a class is seen (one
-/// allocation, once), then counting is an atomic add.
+/// `detections_total` of one camera: a series for every class of the labels file from the start
+/// (0 until the class is seen), so that counting is an atomic add and a class seen for the first
+/// time an hour in allocates nothing. A class id past the labels (a model with more outputs
+/// than names) gets its series when first seen.
 #[derive(Debug, Clone)]
 struct Detections {
     camera: String,
@@ -350,6 +347,20 @@ struct Detections {
 }
 
 impl Detections {
+    fn new(camera: &str, family: &Family<ClassLabels, Counter>, names: &Arc<[String]>) -> Self {
+        let detections = Detections {
+            camera: camera.to_owned(),
+            family: family.clone(),
+            names: Arc::clone(names),
+            by_class: (0..names.len()).map(|_| OnceLock::new()).collect(),
+        };
+        for (class, name) in names.iter().enumerate() {
+            let counter = family.get_or_create(&ClassLabels { camera: camera.to_owned(), class: name.clone() }).clone();
+            let _ = detections.by_class[class].set(counter);
+        }
+        detections
+    }
+
     fn count(&self, class: u32) {
         let make = || {
             let name = self.names.get(class as usize).cloned().unwrap_or_else(|| class.to_string());
