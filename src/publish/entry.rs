@@ -58,11 +58,17 @@ pub(crate) struct XaddWriter {
     cmd: redis::Cmd,
     json: String,
     lz4: Vec<u8>,
+    lz4_table: lz4_flex::block::CompressTable,
 }
 
 impl XaddWriter {
     pub(crate) fn new() -> Self {
-        Self { cmd: redis::Cmd::with_capacity(XADD_ARGS, 4096), json: String::with_capacity(4096), lz4: Vec::new() }
+        Self {
+            cmd: redis::Cmd::with_capacity(XADD_ARGS, 4096),
+            json: String::with_capacity(4096),
+            lz4: Vec::new(),
+            lz4_table: lz4_flex::block::CompressTable::default(),
+        }
     }
 
     /// The `XADD` of one entry; `lat_us` is capture → now.
@@ -107,7 +113,7 @@ impl XaddWriter {
                 cmd.arg("det").arg(self.json.as_str());
             }
             Encoding::JsonLz4 => {
-                lz4_prepend_size(self.json.as_bytes(), &mut self.lz4);
+                lz4_prepend_size(self.json.as_bytes(), &mut self.lz4, &mut self.lz4_table);
                 cmd.arg("det").arg(self.lz4.as_slice()).arg("enc").arg("json+lz4");
             }
         }
@@ -116,12 +122,13 @@ impl XaddWriter {
 }
 
 /// `input` lz4-compressed into `out` (reused), after its length as 4 little-endian bytes: the
-/// format of `lz4_flex::compress_prepend_size`.
-fn lz4_prepend_size(input: &[u8], out: &mut Vec<u8>) {
+/// format of `lz4_flex::compress_prepend_size`. The compressor's hash table is kept too (it
+/// would otherwise be allocated per call).
+fn lz4_prepend_size(input: &[u8], out: &mut Vec<u8>, table: &mut lz4_flex::block::CompressTable) {
     out.clear();
     out.extend_from_slice(&(input.len() as u32).to_le_bytes());
     out.resize(4 + lz4_flex::block::get_maximum_output_size(input.len()), 0);
-    match lz4_flex::block::compress_into(input, &mut out[4..]) {
+    match lz4_flex::block::compress_into_with_table(input, &mut out[4..], table) {
         Ok(n) => out.truncate(4 + n),
         // Cannot happen: `out` has the room the format needs at most.
         Err(_) => *out = lz4_flex::compress_prepend_size(input),
@@ -233,8 +240,13 @@ mod tests {
         assert!(String::from_utf8(json).unwrap().contains(r#""cls":"car""#));
         assert_eq!(a[det_at + 2..], [b"enc".to_vec(), b"json+lz4".to_vec()]);
         let mut once = Vec::new();
-        lz4_prepend_size(b"the same bytes, the same format", &mut once);
-        assert_eq!(once, lz4_flex::compress_prepend_size(b"the same bytes, the same format"));
+        // The kept hash table is cleared between calls: the second, after other input, gives
+        // the same bytes as a fresh compressor.
+        let mut table = lz4_flex::block::CompressTable::default();
+        for input in [&b"the same bytes, the same format"[..], b"other bytes first", b"the same bytes, the same format"] {
+            lz4_prepend_size(input, &mut once, &mut table);
+            assert_eq!(once, lz4_flex::compress_prepend_size(input));
+        }
     }
 
     #[test]
