@@ -2,6 +2,8 @@
 //! cannot load is skipped once and shows on `/metrics`, a required one stops start-up (69),
 //! `warmup` has nothing to build, and TensorRT's options are checked at load (78).
 //!
+//! ONNX Runtime's own threads are named `ort-intra`, not after the thread that built the session.
+//!
 //! Nothing here runs TensorRT: the library has neither the TensorRT nor the CUDA provider.
 
 mod support;
@@ -115,4 +117,19 @@ fn tensorrt_options_that_cannot_work_are_config_errors() {
         let (code, _) = roadsightd("warmup", &config);
         assert_eq!(code, 78, "{providers}");
     }
+}
+
+#[test]
+fn onnx_runtime_threads_carry_their_own_name() {
+    let redis = Redis::start();
+    // Two intra-op threads: the worker's own and one ONNX Runtime makes, on any machine.
+    let config = with_model(&redis.url(), r#"["cpu"]"#, "threads = 2");
+    let daemon = Daemon::start(&config);
+    daemon.wait_log("roadsightd running.", Duration::from_secs(60));
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", daemon.pid())).unwrap();
+    let names: Vec<String> = tasks
+        .map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).unwrap().trim().to_owned())
+        .collect();
+    assert_eq!(names.iter().filter(|n| *n == "ort-intra").count(), 1, "{names:?}");
+    assert!(names.iter().any(|n| n == "roadsightd-rt"), "the runtime thread got its name back: {names:?}");
 }
