@@ -10,7 +10,8 @@
 //! the careful baseline at the same camera counts, the common one at 1 and 4; the floor; a
 //! soak at 4 cameras; the inference scheduling run (1, 4, 8 cameras × 10 fps with a
 //! dynamic-batch copy of the model made by `models/make_dynamic_batch.py`: batched vs one frame
-//! at a time, and 2 workers × 1 thread with the shipped model). Writes
+//! at a time in one worker, and the shipped model in one worker of ONNX Runtime's threads, the
+//! default the main scenarios' one worker per core replaced). Writes
 //! `bench-results/pipeline.md` and SVG plots next to it.
 //!
 //! `cargo bench --bench pipeline --features alloc-count` (the daemon cargo builds for the bench
@@ -135,7 +136,7 @@ fn main() {
                     Scheduling::Batched { model: model.clone(), max_batch: 1 },
                 ];
                 if n > 1 {
-                    ways.push(Scheduling::Workers(2));
+                    ways.push(Scheduling::OneWorker);
                 }
                 for way in ways {
                     let mut p = plan(Pipeline::Roadsight, n, CAP_FPS, "json", format!("{n} × {CAP_FPS} fps"));

@@ -1,6 +1,6 @@
 //! One inference scheduler for every camera: fps caps are honoured, the CPU left over is shared
-//! out fairly, a dead camera changes nothing for the others, and several workers share the
-//! cameras.
+//! out fairly, a dead camera changes nothing for the others, and on the CPU several workers,
+//! one per core, share the cameras.
 
 mod support;
 
@@ -124,7 +124,7 @@ fn thread_cpu(pid: u32, prefix: &str) -> Vec<(String, f64)> {
 }
 
 #[test]
-fn two_workers_share_the_cameras() {
+fn on_the_cpu_every_core_gets_a_worker_up_to_the_cameras() {
     let redis = Redis::start();
     let cam = TestCam::start(&fixture("vtest.mp4"), 0);
     let config = ConfigDir::new(&redis.url(), "");
@@ -132,15 +132,18 @@ fn two_workers_share_the_cameras() {
     for id in ids {
         config.camera(id, &cam.url, "fps = 5");
     }
-    let env = [("ROADSIGHT_MODEL__WORKERS", "2".as_ref()), ("ROADSIGHT_MODEL__THREADS", "1".as_ref())];
-    let daemon = Daemon::start_with_env(&config, &env);
+    // `model.workers` at its default: one session per core, each with one intra-op thread.
+    let expected = std::thread::available_parallelism().map_or(1, usize::from).min(ids.len());
+    let daemon = Daemon::start(&config);
     wait_for(Duration::from_secs(60), "four cameras up", || all_up(&daemon, &ids));
-    daemon.wait_log("workers=2", Duration::from_secs(1));
+    daemon.wait_log(&format!("workers={expected}"), Duration::from_secs(1));
+    let threads = if expected > 1 { "intra_threads=1" } else { "intra_threads=onnxruntime-default" };
+    daemon.wait_log(threads, Duration::from_secs(1));
     let fps = processed_fps(&daemon, &ids, Duration::from_secs(8));
     assert!(fps.iter().all(|f| *f > 1.0), "every camera is served: {fps:.2?}");
     let workers = thread_cpu(daemon.pid(), "infer");
-    assert_eq!(workers.len(), 2, "{workers:?}");
-    assert!(workers.iter().all(|(_, cpu)| *cpu > 0.5), "both workers ran the model: {workers:?}");
+    assert_eq!(workers.len(), expected, "{workers:?}");
+    assert!(workers.iter().all(|(_, cpu)| *cpu > 0.5), "every worker ran the model: {workers:?}");
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
     for id in ids {

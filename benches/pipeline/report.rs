@@ -48,7 +48,7 @@ pub(crate) fn results(outcomes: &[Outcome]) -> String {
     )
 }
 
-/// The scheduling run: the same cameras, batched vs one at a time vs several workers.
+/// The scheduling run: the same cameras, batched vs one at a time vs one worker of several threads.
 pub(crate) fn scheduling(outcomes: &[Outcome]) -> String {
     let rows: Vec<Vec<String>> = outcomes
         .iter()
@@ -66,9 +66,11 @@ pub(crate) fn scheduling(outcomes: &[Outcome]) -> String {
             ]
         })
         .collect();
-    let text = "A dynamic-batch copy of the shipped model (`models/make_dynamic_batch.py`) run with `max_batch = 8` \
-                (a batch holds what is ready, one frame per camera, and never waits) and `max_batch = 1`; then the \
-                shipped model with `workers = 2`, `threads = 1`.\n\n";
+    let text = "A dynamic-batch copy of the shipped model (`models/make_dynamic_batch.py`) run in one worker with \
+                `max_batch = 8` (a batch holds what is ready, one frame per camera, and never waits) and \
+                `max_batch = 1`; then the shipped model in one worker with ONNX Runtime's intra-op threads (one per \
+                core), the default before `model.workers = 0`. The main table's roadsightd rows run one worker of \
+                one thread per core, up to the number of cameras.\n\n";
     text.to_owned()
         + &table(
             &["scenario", "scheduling", "processed fps", "latency p50 / p99 ms", "CPU ms / frame", "frames per run", "stale drops", "peak RSS MiB", "steal"],

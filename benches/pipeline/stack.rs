@@ -122,12 +122,14 @@ pub(crate) struct CameraSetup<'a> {
 /// How the daemon's inference is set up (the `[model]` options that differ).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Scheduling {
-    /// The shipped model (fixed batch 1), one worker: what a box runs by default.
+    /// The shipped model (fixed batch 1), `[model]` at its defaults: what a box runs (on the
+    /// CPU, one worker per core up to the cameras, one intra-op thread each).
     Default,
-    /// A dynamic-batch model with this `max_batch` (1: one frame at a time).
+    /// A dynamic-batch model with this `max_batch` (1: one frame at a time), one worker.
     Batched { model: PathBuf, max_batch: usize },
-    /// The shipped model, this many workers of one intra-op thread each.
-    Workers(usize),
+    /// The shipped model, one worker with ONNX Runtime's intra-op threads (one per core): the
+    /// default before `model.workers = 0`.
+    OneWorker,
 }
 
 impl Scheduling {
@@ -136,7 +138,7 @@ impl Scheduling {
             Scheduling::Default => "default".into(),
             Scheduling::Batched { max_batch: 1, .. } => "one at a time".into(),
             Scheduling::Batched { max_batch, .. } => format!("batched (≤ {max_batch})"),
-            Scheduling::Workers(n) => format!("{n} workers × 1 thread"),
+            Scheduling::OneWorker => "1 worker × ONNX Runtime's threads".into(),
         }
     }
 
@@ -144,8 +146,8 @@ impl Scheduling {
         let shipped = repo().join("models/centernet_mnv3_coco_512_u8.onnx");
         match self {
             Scheduling::Default => (shipped, String::new()),
-            Scheduling::Batched { model, max_batch } => (model.clone(), format!("max_batch = {max_batch}\n")),
-            Scheduling::Workers(n) => (shipped, format!("workers = {n}\nthreads = 1\n")),
+            Scheduling::Batched { model, max_batch } => (model.clone(), format!("max_batch = {max_batch}\nworkers = 1\n")),
+            Scheduling::OneWorker => (shipped, "workers = 1\n".into()),
         }
     }
 }

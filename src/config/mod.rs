@@ -144,7 +144,7 @@ pub struct ModelConfig {
     pub threads: usize,
     /// Whether intra-op threads spin between runs.
     pub spin: bool,
-    /// Inference workers (sessions), at least 1.
+    /// Inference workers (sessions); 0: decided at start ([`crate::infer::open_detectors`]).
     pub workers: usize,
     /// Most frames per run when the model's batch dimension is dynamic, at least 1.
     pub max_batch: usize,

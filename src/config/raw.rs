@@ -19,7 +19,7 @@ pub(crate) const DEFAULT_NMS_IOU: f32 = 0.45;
 pub(crate) const DEFAULT_PROVIDERS: &[&str] = &["cpu"];
 pub(crate) const DEFAULT_THREADS: usize = 0;
 pub(crate) const DEFAULT_SPIN: bool = false;
-pub(crate) const DEFAULT_WORKERS: usize = 1;
+pub(crate) const DEFAULT_WORKERS: usize = 0;
 pub(crate) const DEFAULT_MAX_BATCH: usize = 8;
 pub(crate) const DEFAULT_TENSORRT_FP16: bool = false;
 pub(crate) const DEFAULT_TENSORRT_INT8: bool = false;
@@ -119,7 +119,8 @@ pub(crate) struct RawModel {
     /// spinning buys no latency at a camera's frame rate and burns the CPU decoding needs).
     #[serde(default)]
     pub spin: bool,
-    /// Inference workers, each with its own session, sharing the cameras. Default:
+    /// Inference workers, each with its own session, sharing the cameras; 0 for one per core
+    /// (up to the number of cameras) when the model runs on the CPU, else one. Default:
     /// [`DEFAULT_WORKERS`].
     #[serde(default = "default_workers")]
     pub workers: usize,

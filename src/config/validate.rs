@@ -93,7 +93,7 @@ fn model(m: RawModel, file: &Path, dir: &Path) -> Result<ModelConfig, ConfigErro
         ort_library: m.ort_library.map(|p| resolve(dir, &p)),
         threads: m.threads,
         spin: m.spin,
-        workers: in_range(m.workers, 1..=MAX_WORKERS).map_err(at("model.workers"))?,
+        workers: in_range(m.workers, 0..=MAX_WORKERS).map_err(at("model.workers"))?,
         max_batch: in_range(m.max_batch, 1..=MAX_BATCH).map_err(at("model.max_batch"))?,
     })
 }

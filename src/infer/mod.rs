@@ -15,6 +15,7 @@ mod output;
 mod platform;
 mod providers;
 mod session;
+mod sizing;
 mod worker;
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ pub use input::{InputKind, Pixels};
 pub use letterbox::Letterbox;
 pub use providers::{ProviderReport, Skipped, last_report as provider_report, tensorrt_built_in};
 pub use session::ModelShape;
+pub use sizing::open_detectors;
 pub(crate) use session::load_runtime;
 pub(crate) use worker::{Heartbeat, spawn};
 

@@ -129,7 +129,7 @@ impl Drop for ThreadName {
 
 /// Intra-op threads per session: as configured, else ONNX Runtime's choice (one per core) for
 /// a single worker, and the cores shared out between several.
-fn intra_threads(config: &ModelConfig) -> Option<usize> {
+pub(super) fn intra_threads(config: &ModelConfig) -> Option<usize> {
     if config.threads > 0 {
         return Some(config.threads);
     }

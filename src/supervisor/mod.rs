@@ -309,17 +309,18 @@ fn uplink_ids(config: &Config) -> Option<Vec<String>> {
     config.uplink.as_ref().map(|_| config.cameras.iter().map(|c| c.id.clone()).collect())
 }
 
-/// Loads one session per inference worker off the runtime's workers, telling systemd the start
+/// Loads one session per inference worker ([`infer::open_detectors`]) off the runtime's workers, telling systemd the start
 /// is slow but alive.
 async fn load_model(config: &Config, notifier: Notifier) -> Result<Vec<Detector>, RunError> {
     let model_config = config.model.clone();
+    let cameras = config.cameras.iter().filter(|c| c.enabled).count();
     let mut loading = tokio::task::spawn_blocking(move || {
         // Test hook: a start as slow as a TensorRT engine build.
         #[cfg(feature = "fault-injection")]
         if let Some(ms) = std::env::var("ROADSIGHTD_FAULT_SLOW_MODEL_MS").ok().and_then(|v| v.parse().ok()) {
             std::thread::sleep(Duration::from_millis(ms));
         }
-        (0..model_config.workers).map(|_| Detector::open(&model_config)).collect::<Result<Vec<_>, _>>()
+        infer::open_detectors(&model_config, cameras)
     });
     let started = Instant::now();
     notifier.status("Loading model");
