@@ -3,17 +3,19 @@
 //!
 //! On the CPU one session's intra-op threads scale poorly past one core on this model, and
 //! sessions of one thread each run side by side without waiting on each other: on the 2-core
-//! box two workers of one thread served 13.3 and 13.1 fps at 4 and 8 cameras, one worker of two
-//! threads 7.6 and 9.8 (`bench-results/pipeline.md`). One camera is served sooner by one worker
-//! using every core. A GPU runs one session's frames back to back, batched where the model
-//! allows; more sessions only hold more memory.
+//! box two workers of one thread served 20.8 and 20.9 fps at 4 and 8 cameras, one worker of two
+//! threads 14.8 and 14.8, at 90 vs 113 ms CPU per frame (`bench-results/pipeline.md`). One
+//! camera is served sooner by one worker using every core. A GPU runs one session's frames back
+//! to back, batched where the model allows; more sessions only hold more memory.
 
 use super::{Detector, InferError};
 use crate::config::ModelConfig;
 
 /// Opens the sessions of the inference workers for `cameras` enabled cameras. With
-/// `model.workers = 0` the first session decides: more follow only if it runs on the CPU. The
-/// count is fixed at start; cameras added by a reload share the workers there are.
+/// `model.workers = 0` the first session decides: more follow only if it runs on the CPU. A GPU
+/// session opened this way keeps the CPU plan's intra-op threads (cores / workers), which only
+/// the operators TensorRT or CUDA leave to the CPU use. The count is fixed at start; cameras
+/// added by a reload share the workers there are.
 ///
 /// # Errors
 /// As [`Detector::open`].

@@ -309,8 +309,8 @@ fn uplink_ids(config: &Config) -> Option<Vec<String>> {
     config.uplink.as_ref().map(|_| config.cameras.iter().map(|c| c.id.clone()).collect())
 }
 
-/// Loads one session per inference worker ([`infer::open_detectors`]) off the runtime's workers, telling systemd the start
-/// is slow but alive.
+/// Loads one session per inference worker ([`infer::open_detectors`]) off the runtime's
+/// workers, telling systemd the start is slow but alive.
 async fn load_model(config: &Config, notifier: Notifier) -> Result<Vec<Detector>, RunError> {
     let model_config = config.model.clone();
     let cameras = config.cameras.iter().filter(|c| c.enabled).count();
