@@ -26,6 +26,8 @@ pub fn open_detectors(config: &ModelConfig, cameras: usize) -> Result<Vec<Detect
     if auto {
         config.workers = cpu_workers(cores, cameras);
     }
+    // What every session opens with, the first included.
+    let threads = super::session::intra_threads(&config);
     let first = Detector::open(&config)?;
     let provider = super::provider_report().map_or("cpu", |r| r.in_use());
     if auto && provider != "cpu" {
@@ -39,7 +41,7 @@ pub fn open_detectors(config: &ModelConfig, cameras: usize) -> Result<Vec<Detect
     tracing::info!(
         stage = "infer",
         workers = config.workers,
-        intra_threads = %super::session::intra_threads(&config).map_or_else(|| "onnxruntime-default".into(), |t| t.to_string()),
+        intra_threads = %threads.map_or_else(|| "onnxruntime-default".into(), |t| t.to_string()),
         decided = if auto { "auto" } else { "config" },
         provider,
         cameras,
