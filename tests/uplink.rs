@@ -198,6 +198,53 @@ fn past_the_backlog_budget_the_oldest_are_dropped_and_counted_and_the_rest_arriv
     assert_eq!(ids(&held)[held.len() - kept.len()..], ids(&kept)[..]);
 }
 
+/// `used_memory` of a Redis, from `INFO memory`.
+fn used_memory(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("memory").query(conn).unwrap();
+    info.lines().find_map(|l| l.strip_prefix("used_memory:")).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn a_local_redis_at_maxmemory_drains_when_upstream_returns_and_takes_entries_again() {
+    let local = Redis::start();
+    let mut upstream = UpstreamRedis::start();
+    let (config, daemon) = daemon(&local, &upstream.url(), &["north"], "");
+    let key = config.stream_key("north");
+    produce(&local, &key, 10);
+    arrived(|k| upstream.entries(k), &key, 10, Duration::from_secs(20));
+    upstream.kill();
+    // Fill the local Redis to its maxmemory during the outage, as big entries would.
+    let mut conn = local.connect().unwrap();
+    let max = used_memory(&mut conn) + 3 * 1024 * 1024;
+    let () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(max).query(&mut conn).unwrap();
+    let payload = "x".repeat(400);
+    let refused = (0..100_000).find_map(|i| {
+        let added: redis::RedisResult<String> =
+            redis::cmd("XADD").arg(&key).arg("*").arg("seq").arg(i).arg("det").arg(&payload).query(&mut conn);
+        added.err()
+    });
+    assert_eq!(refused.as_ref().and_then(|e| e.code()), Some("OOM"), "{refused:?}");
+    let newest = local.entries(&key).last().unwrap().0.clone();
+    std::thread::sleep(Duration::from_secs(3)); // the forwarder retries against the full Redis
+
+    upstream.restart();
+    wait_for(Duration::from_secs(60), "the backlog to drain", || {
+        upstream.entries(&key).last().is_some_and(|(id, _)| *id == newest).then_some(())
+    });
+    let held = upstream.entries(&key);
+    assert!(held.windows(2).all(|w| w[0].0 < w[1].0), "in order, none twice");
+    // Forwarded entries no longer hold the memory: the box records frames again.
+    wait_for(Duration::from_secs(20), "the local Redis to take entries again", || {
+        let added: redis::RedisResult<String> =
+            redis::cmd("XADD").arg(&key).arg("*").arg("seq").arg(-1).arg("det").arg("[]").query(&mut conn);
+        added.ok()
+    });
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(uplink_value(&log, "north", "dropped"), Some(0), "nothing unforwarded was given up: {log}");
+    assert!(log.contains("Local Redis is at maxmemory"), "{log}");
+}
+
 #[test]
 fn a_deleted_upstream_stream_is_reported_not_recreated_and_others_keep_flowing() {
     let local = Redis::start();

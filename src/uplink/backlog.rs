@@ -1,5 +1,7 @@
 //! The outage budget: each camera's unforwarded entries stay within `backlog_entries`; past it
-//! the oldest are deleted and counted. Also keeps the backlog and oldest-age gauges current and
+//! the oldest are deleted and counted. When the local Redis reaches its `maxmemory` first
+//! (entries larger than it was sized for), the retention window of forwarded entries goes, so
+//! that the publisher's `XADD`s succeed again as soon as forwarding resumes. Also keeps the backlog and oldest-age gauges current and
 //! logs when a camera falls behind and when it has caught up.
 
 use redis::aio::MultiplexedConnection;
@@ -14,7 +16,13 @@ use crate::publish::unix_micros;
 const BEHIND_ENTRIES: u64 = 1_000;
 
 pub(super) async fn enforce(local: &mut MultiplexedConnection, streams: &mut [Stream], budget: u64) -> Result<(), UplinkError> {
+    let memory_full = local::memory_full(local).await.map_err(local_err)?;
     for s in streams.iter_mut() {
+        if memory_full {
+            give_up_retention(local, s).await?;
+        } else {
+            s.retention_given_up = false;
+        }
         let mut backlog = local::backlog(local, &s.key).await.map_err(local_err)?;
         if backlog > budget {
             backlog = shrink(local, s, budget).await?;
@@ -39,8 +47,8 @@ pub(super) async fn enforce(local: &mut MultiplexedConnection, streams: &mut [St
 /// so the stream holds exactly the unforwarded ones; then delete the oldest of those, but never
 /// one that may be in flight. Returns the backlog left.
 async fn shrink(local: &mut MultiplexedConnection, s: &mut Stream, budget: u64) -> Result<u64, UplinkError> {
-    if let Some(confirmed) = s.confirmed {
-        local::trim_through(local, &s.key, confirmed).await.map_err(local_err)?;
+    if let Some(keep_from) = s.keep_from() {
+        local::trim_below(local, &s.key, keep_from).await.map_err(local_err)?;
     }
     let unforwarded = local::len(local, &s.key).await.map_err(local_err)?;
     if unforwarded <= budget {
@@ -50,4 +58,15 @@ async fn shrink(local: &mut MultiplexedConnection, s: &mut Stream, budget: u64) 
     s.metrics.dropped.inc_by(dropped);
     tracing::warn!(camera = %s.camera, stage = "uplink", dropped, budget, "Backlog over budget: oldest unforwarded entries dropped.");
     Ok(unforwarded - dropped)
+}
+
+/// The local Redis is full: delete the forwarded entries kept for retention (they are upstream).
+async fn give_up_retention(local: &mut MultiplexedConnection, s: &mut Stream) -> Result<(), UplinkError> {
+    let Some(keep_from) = s.keep_from() else { return Ok(()) };
+    let removed = local::trim_below(local, &s.key, keep_from).await.map_err(local_err)?;
+    if removed > 0 && !s.retention_given_up {
+        s.retention_given_up = true;
+        tracing::warn!(camera = %s.camera, stage = "uplink", removed, "Local Redis is at maxmemory: forwarded entries kept for retention deleted to make room (raise maxmemory or lower the backlog budget).");
+    }
+    Ok(())
 }

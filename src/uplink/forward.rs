@@ -49,6 +49,8 @@ pub(super) struct Stream {
     trouble: Backoff,
     /// The backlog is large: logged once when it starts and when it clears.
     pub behind: bool,
+    /// The local Redis is full and this stream's retention window was given up: logged once.
+    pub retention_given_up: bool,
     pub metrics: UplinkCameraMetrics,
 }
 
@@ -66,6 +68,16 @@ impl Stream {
     pub(super) fn in_flight_until(&self) -> StreamId {
         let pending = self.pending.last().map(|e| e.id);
         self.confirmed.max(pending).max(self.resend_from.map(|_| self.gap_end)).unwrap_or(StreamId::ZERO)
+    }
+
+    /// Entries below this ID are upstream for certain: deleting them locally loses nothing.
+    /// That is everything up to the confirmed mark, except while a gap is being healed: then
+    /// only what was resent so far (the mark is past entries upstream lost).
+    pub(super) fn keep_from(&self) -> Option<StreamId> {
+        match self.resend_from {
+            Some(resent) => Some(self.pending.first().map_or(resent.successor(), |e| e.id)),
+            None => self.confirmed.map(StreamId::successor),
+        }
     }
 }
 
@@ -88,6 +100,7 @@ pub(super) async fn run(uplink: &Uplink) {
             call_bytes: MAX_CALL_BYTES,
             trouble: Backoff::new(Duration::from_secs(1), TROUBLE_PAUSE),
             behind: false,
+            retention_given_up: false,
             metrics: metrics.camera(camera),
         })
         .collect();
@@ -247,7 +260,10 @@ async fn forward(
             let ids: Vec<StreamId> = sent.iter().map(|e| e.id).collect();
             // Our own last entry, never upstream's last ID: that may belong to another writer.
             let confirmed = ids.last().copied().max(s.confirmed).unwrap_or(StreamId::ZERO);
-            let floor = retention_floor(confirmed, uplink.config.retention);
+            let mut floor = retention_floor(confirmed, uplink.config.retention);
+            if s.resend_from.is_some() {
+                floor = floor.zip(s.keep_from()).map(|(floor, keep)| floor.min(keep));
+            }
             local::confirm(local, &s.key, &ids, confirmed, floor, acked_trim).await.map_err(local_err)?;
             s.confirmed = Some(confirmed);
             s.accept_gap = false;

@@ -52,6 +52,15 @@ impl StreamId {
     pub const fn new(ms: u64, seq: u64) -> StreamId {
         StreamId { ms, seq }
     }
+
+    /// The smallest ID above this one.
+    #[must_use]
+    pub const fn successor(self) -> StreamId {
+        match self.seq.checked_add(1) {
+            Some(seq) => StreamId { ms: self.ms, seq },
+            None => StreamId { ms: self.ms.saturating_add(1), seq: 0 },
+        }
+    }
 }
 
 /// A string that is not a stream ID.

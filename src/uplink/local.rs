@@ -2,9 +2,12 @@
 //! the confirmed mark, trimming behind it, the backlog budget and the start-up `XSETID`.
 //!
 //! Per camera, next to the stream `roadsight:{<site>:<cam>}:detections`, a hash
-//! `roadsight:{<site>:<cam>}:uplink` holds `confirmed`, the last ID upstream confirmed. It moves
-//! together with the `XACK` (one `MULTI`), so after a crash the group's pending list and the
-//! mark agree on what is left to send.
+//! `roadsight:{<site>:<cam>}:uplink` holds `confirmed`, the last ID upstream confirmed. It is
+//! written after the `XACK`. Neither goes in a `MULTI`: with the local Redis at `maxmemory`
+//! (`noeviction`) Redis refuses every command queued in a transaction, while `XACK`, `XDEL`,
+//! `XTRIM` and reads still work, and those are what make room again. A mark left behind by a
+//! crash or a full Redis is safe: the entries after it are resent and upstream skips them as
+//! duplicates (its function compares with its own last ID).
 
 use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Value};
@@ -29,8 +32,31 @@ pub(crate) async fn ensure_group(conn: &mut MultiplexedConnection, key: &str) ->
         redis::cmd("XGROUP").arg("CREATE").arg(key).arg(GROUP).arg("0").arg("MKSTREAM").query_async(conn).await;
     match created {
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        // A full Redis refuses the create before it looks for the group.
+        Err(e) if e.code() == Some("OOM") && group_exists(conn, key).await? => Ok(()),
         other => other,
     }
+}
+
+async fn group_exists(conn: &mut MultiplexedConnection, key: &str) -> RedisResult<bool> {
+    let groups: Vec<Value> = match redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(conn).await {
+        Ok(groups) => groups,
+        Err(e) if e.code() == Some("ERR") => return Ok(false), // no such key
+        Err(e) => return Err(e),
+    };
+    Ok(groups.into_iter().any(|g| flat_map(g).iter().any(|(k, v)| k == "name" && as_string(v).as_deref() == Some(GROUP))))
+}
+
+/// Whether the local Redis has reached its `maxmemory` (within `MEMORY_FULL_MARGIN`): new
+/// `XADD`s fail there until something is deleted.
+pub(crate) async fn memory_full(conn: &mut MultiplexedConnection) -> RedisResult<bool> {
+    const MEMORY_FULL_MARGIN: u64 = 256 * 1024;
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    let field = |name: &str| {
+        info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    let (used, max) = (field("used_memory"), field("maxmemory"));
+    Ok(max > 0 && used + MEMORY_FULL_MARGIN >= max)
 }
 
 /// The last ID upstream confirmed, if any ever was.
@@ -128,9 +154,11 @@ fn parse_entries(items: Value) -> Batch {
     batch
 }
 
-/// Acknowledges `ids`, moves the confirmed mark to `last` and trims the stream behind
-/// `trim_below` (approximately), in one transaction. With `acked_trim` (Redis ≥ 8.2) the trim
-/// also spares any entry a consumer group has not acknowledged, as a second safety net.
+/// Acknowledges `ids`, trims the stream behind `trim_below` (approximately), then moves the
+/// confirmed mark to `last`. With `acked_trim` (Redis ≥ 8.2) the trim also spares any entry a
+/// consumer group has not acknowledged, as a second safety net. A full Redis refuses the mark
+/// (`OOM`): it stays where it was until a later confirm, and the acknowledgement and the trim,
+/// which make room, still happen.
 pub(crate) async fn confirm(
     conn: &mut MultiplexedConnection,
     key: &str,
@@ -140,7 +168,6 @@ pub(crate) async fn confirm(
     acked_trim: bool,
 ) -> RedisResult<()> {
     let mut pipe = redis::pipe();
-    pipe.atomic();
     if !ids.is_empty() {
         let xack = pipe.cmd("XACK").arg(key).arg(GROUP);
         for id in ids {
@@ -148,7 +175,6 @@ pub(crate) async fn confirm(
         }
         xack.ignore();
     }
-    pipe.cmd("HSET").arg(state_key(key)).arg("confirmed").arg(last.to_string()).ignore();
     if let Some(floor) = trim_below {
         let trim = pipe.cmd("XTRIM").arg(key).arg("MINID").arg("~").arg(floor.to_string());
         if acked_trim {
@@ -156,7 +182,13 @@ pub(crate) async fn confirm(
         }
         trim.ignore();
     }
-    pipe.query_async::<()>(conn).await
+    pipe.query_async::<()>(conn).await?;
+    let marked: RedisResult<()> =
+        redis::cmd("HSET").arg(state_key(key)).arg("confirmed").arg(last.to_string()).query_async(conn).await;
+    match marked {
+        Err(e) if e.code() == Some("OOM") => Ok(()),
+        other => other,
+    }
 }
 
 /// Whether the local server trims with `ACKED` (Redis 8.2 and later).
@@ -231,8 +263,9 @@ pub(crate) async fn drop_oldest(conn: &mut MultiplexedConnection, key: &str, aft
         let ids: Vec<StreamId> =
             range_after(conn, key, cursor, (n - dropped).min(PAGE) as usize).await?.into_iter().map(|e| e.id).collect();
         let Some(&last) = ids.last() else { break };
+        // Not a `MULTI`: a full Redis refuses transactions, and this is what makes room. A
+        // crash between the two leaves acknowledged entries that the next trim removes.
         let mut pipe = redis::pipe();
-        pipe.atomic();
         pipe.cmd("XACK").arg(key).arg(GROUP).arg(&ids).ignore();
         pipe.cmd("XDEL").arg(key).arg(&ids).ignore();
         pipe.query_async::<()>(conn).await?;
@@ -242,10 +275,9 @@ pub(crate) async fn drop_oldest(conn: &mut MultiplexedConnection, key: &str, aft
     Ok(dropped)
 }
 
-/// Removes every entry at or below `id` (exactly, not `~`).
-pub(crate) async fn trim_through(conn: &mut MultiplexedConnection, key: &str, id: StreamId) -> RedisResult<()> {
-    let above = StreamId { ms: id.ms, seq: id.seq.saturating_add(1) };
-    redis::cmd("XTRIM").arg(key).arg("MINID").arg("=").arg(above.to_string()).query_async(conn).await
+/// Removes every entry below `id` (exactly, not `~`); returns how many went.
+pub(crate) async fn trim_below(conn: &mut MultiplexedConnection, key: &str, id: StreamId) -> RedisResult<u64> {
+    redis::cmd("XTRIM").arg(key).arg("MINID").arg("=").arg(id.to_string()).query_async(conn).await
 }
 
 /// Entries in the stream.
