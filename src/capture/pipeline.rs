@@ -36,6 +36,8 @@ pub(crate) struct Liveness {
     last_frame_ms: AtomicU64,
     /// Source width << 32 | height, from the decoder's output caps.
     source_size: AtomicU64,
+    /// Source pixel aspect ratio n << 32 | d, from the same caps (0: square).
+    source_par: AtomicU64,
     /// Stream time (ns) of the frame admitted last as a refresh (`u64::MAX`: none): it may only
     /// replace a waiting frame, never become one (that would exceed the fps cap).
     refresh_pts: AtomicU64,
@@ -48,6 +50,7 @@ impl Liveness {
             first_frame_ms: AtomicU64::new(0),
             last_frame_ms: AtomicU64::new(0),
             source_size: AtomicU64::new(0),
+            source_par: AtomicU64::new(0),
             refresh_pts: AtomicU64::new(u64::MAX),
         }
     }
@@ -235,7 +238,8 @@ fn install_admission(decoder_out: &gst::Element, shared: &Arc<CaptureShared>, li
     });
 }
 
-/// Remembers the decoded frame size (the letterbox's source size) from the scaler's input caps.
+/// Remembers the decoded frame size and pixel aspect ratio (the letterbox's source) from the
+/// scaler's input caps.
 fn watch_source_size(scale: &gst::Element, liveness: &Arc<Liveness>) {
     let Some(pad) = scale.static_pad("sink") else { return };
     let liveness = Arc::clone(liveness);
@@ -245,6 +249,8 @@ fn watch_source_size(scale: &gst::Element, liveness: &Arc<Liveness>) {
         {
             let (w, h) = (s.get::<i32>("width").unwrap_or(0), s.get::<i32>("height").unwrap_or(0));
             liveness.source_size.store(((w as u64) << 32) | (h as u64 & 0xffff_ffff), Ordering::Relaxed);
+            let par = s.get::<gst::Fraction>("pixel-aspect-ratio").map_or((1, 1), |f| (f.numer(), f.denom()));
+            liveness.source_par.store(((par.0 as u64) << 32) | (par.1 as u64 & 0xffff_ffff), Ordering::Relaxed);
         }
         gst::PadProbeReturn::Ok
     });
@@ -301,7 +307,9 @@ fn deliver(shared: &CaptureShared, liveness: &Liveness, buffer: gst::Buffer) {
     };
     let size = liveness.source_size.load(Ordering::Relaxed);
     let (src_w, src_h) = ((size >> 32) as u32, (size & 0xffff_ffff) as u32);
-    let letterbox = Letterbox::centered(src_w.max(1), src_h.max(1), shared.input_width, shared.input_height);
+    let par = liveness.source_par.load(Ordering::Relaxed);
+    let par = ((par >> 32) as u32, (par & 0xffff_ffff) as u32);
+    let letterbox = Letterbox::with_pixel_aspect(src_w.max(1), src_h.max(1), par, shared.input_width, shared.input_height);
     metrics.up.set(1);
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
     let frame = Frame { camera: Arc::clone(&shared.camera), seq, ts_us, clock, arrived, letterbox, pixels };

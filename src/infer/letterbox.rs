@@ -17,6 +17,10 @@ pub struct Letterbox {
     /// Left and top border, model pixels.
     pub pad_x: f32,
     pub pad_y: f32,
+    /// The source's pixel aspect ratio (width : height of one pixel; 1:1 is square). Cameras
+    /// with D1/4CIF streams often send non-square pixels, and GStreamer keeps the display
+    /// aspect ratio when it letterboxes.
+    pub par: (u32, u32),
 }
 
 impl Letterbox {
@@ -24,7 +28,15 @@ impl Letterbox {
     /// into a `dst_w`×`dst_h` output (both square pixels): aspect ratio kept, content centred,
     /// the odd border pixel on the right or bottom.
     pub fn centered(src_w: u32, src_h: u32, dst_w: u32, dst_h: u32) -> Letterbox {
-        let (content_w, content_h) = content_size(src_w, src_h, dst_w, dst_h);
+        Letterbox::with_pixel_aspect(src_w, src_h, (1, 1), dst_w, dst_h)
+    }
+
+    /// As [`Letterbox::centered`], for a source whose pixels are `par` (n, d) wide by high, as
+    /// in the caps' `pixel-aspect-ratio` (0 in either part: square). The output's pixels are
+    /// square.
+    pub fn with_pixel_aspect(src_w: u32, src_h: u32, par: (u32, u32), dst_w: u32, dst_h: u32) -> Letterbox {
+        let par = if par.0 == 0 || par.1 == 0 { (1, 1) } else { par };
+        let (content_w, content_h) = content_size(src_w, src_h, par, dst_w, dst_h);
         Letterbox {
             src_w,
             src_h,
@@ -37,6 +49,7 @@ impl Letterbox {
             },
             pad_x: ((dst_w - content_w) / 2) as f32,
             pad_y: ((dst_h - content_h) / 2) as f32,
+            par,
         }
     }
 
@@ -53,18 +66,20 @@ impl Letterbox {
 
     /// Size of the scaled frame inside the model input, model pixels.
     pub fn content_size(&self) -> (f32, f32) {
-        let (w, h) = content_size(self.src_w, self.src_h, self.dst_w, self.dst_h);
-        let centered = Letterbox::centered(self.src_w, self.src_h, self.dst_w, self.dst_h);
+        let centered = Letterbox::with_pixel_aspect(self.src_w, self.src_h, self.par, self.dst_w, self.dst_h);
+        let (w, h) = content_size(self.src_w, self.src_h, centered.par, self.dst_w, self.dst_h);
         if centered.pad_x == self.pad_x && centered.pad_y == self.pad_y {
             // GStreamer scales each axis on its own to a whole number of pixels; on the padded
             // axis that ratio differs from `scale` by up to one model pixel over the frame, which
             // the exact integer size avoids.
             (w as f32, h as f32)
         } else {
-            // Not GStreamer's placement (built by hand): `scale` is all there is.
+            // Not GStreamer's placement (built by hand): `scale` is all there is, across; down
+            // it follows the pixel aspect ratio.
+            let (n, d) = centered.par;
             (
                 self.scale * self.src_w as f32,
-                self.scale * self.src_h as f32,
+                self.scale * self.src_h as f32 * d as f32 / n as f32,
             )
         }
     }
@@ -73,7 +88,7 @@ impl Letterbox {
 /// Size of the scaled frame inside the output, as GStreamer 1.22 computes it.
 //
 // `gst_video_convert_scale_set_info` (gst-plugins-base, videoconvertscale) takes the source
-// display aspect ratio n/d (here src_w/src_h, pixels being square on both sides) and computes
+// display aspect ratio n/d (src_w·par_n / src_h·par_d, the output's pixels being square) and computes
 // `to_h = gst_util_uint64_scale_int (out_width, d, n)`, i.e. floor(dst_w * src_h / src_w). If
 // `to_h <= out_height` the borders are top and bottom: `borders_h = out_height - to_h`. Otherwise
 // they are left and right: `to_w = gst_util_uint64_scale_int (out_height, n, d)`, i.e.
@@ -82,17 +97,18 @@ impl Letterbox {
 // pixel goes right/bottom) with size `out - borders`. Reducing n/d first, as GStreamer does,
 // does not change a floor of the exact quotient, so the unreduced product below is the same.
 // When the aspect ratios already match GStreamer adds no border, and the formula gives none.
-fn content_size(src_w: u32, src_h: u32, dst_w: u32, dst_h: u32) -> (u32, u32) {
-    if src_w == 0 || src_h == 0 {
+fn content_size(src_w: u32, src_h: u32, (par_n, par_d): (u32, u32), dst_w: u32, dst_h: u32) -> (u32, u32) {
+    let (n, d) = (u128::from(src_w) * u128::from(par_n), u128::from(src_h) * u128::from(par_d));
+    if n == 0 || d == 0 {
         return (0, 0);
     }
-    let to_h = u64::from(dst_w) * u64::from(src_h) / u64::from(src_w);
-    if to_h <= u64::from(dst_h) {
+    let to_h = u128::from(dst_w) * d / n;
+    if to_h <= u128::from(dst_h) {
         // to_h <= dst_h, so it fits in u32.
         (dst_w, to_h as u32)
     } else {
-        // dst_w * src_h > dst_h * src_w here, so to_w < dst_w.
-        let to_w = u64::from(dst_h) * u64::from(src_w) / u64::from(src_h);
+        // dst_w * d > dst_h * n here, so to_w < dst_w.
+        let to_w = u128::from(dst_h) * n / d;
         (to_w as u32, dst_h)
     }
 }
@@ -171,6 +187,30 @@ mod tests {
     }
 
     #[test]
+    fn non_square_pixels_keep_the_display_aspect_ratio() {
+        // Measured as above, with the source caps' pixel-aspect-ratio set: D1 and 4CIF at 12/11
+        // and 16/15 are 4:3 on screen, anamorphic 640×480 and 1440×1080 at 4/3 are 16:9.
+        for (w, h, par) in [(704, 576, (12, 11)), (720, 576, (16, 15))] {
+            let lb = Letterbox::with_pixel_aspect(w, h, par, 512, 512);
+            assert_eq!(placement(&lb), (512.0, 384.0, 0.0, 64.0), "{w}x{h} {par:?}");
+            let (cw, ch) = lb.content_size();
+            let corners = lb.to_source([lb.pad_x, lb.pad_y, lb.pad_x + cw, lb.pad_y + ch]);
+            assert_eq!(corners, [0.0, 0.0, w as f32, h as f32]);
+        }
+        for (w, h) in [(640, 480), (1440, 1080)] {
+            let lb = Letterbox::with_pixel_aspect(w, h, (4, 3), 512, 512);
+            assert_eq!(placement(&lb), (512.0, 288.0, 0.0, 112.0), "{w}x{h}");
+        }
+        let lb = Letterbox::with_pixel_aspect(600, 482, (10, 11), 512, 512);
+        assert_eq!(placement(&lb), (512.0, 452.0, 0.0, 30.0));
+        // A box over the middle half of the picture maps to the middle half of the pixels.
+        let lb = Letterbox::with_pixel_aspect(704, 576, (12, 11), 512, 512);
+        assert_eq!(lb.to_source([128.0, 160.0, 384.0, 352.0]), [176.0, 144.0, 528.0, 432.0]);
+        // An unknown ratio (0) is square, as in GStreamer.
+        assert_eq!(Letterbox::with_pixel_aspect(800, 600, (0, 1), 512, 512), Letterbox::centered(800, 600, 512, 512));
+    }
+
+    #[test]
     fn content_corners_map_to_source_corners() {
         for (sw, sh, dw, dh) in [
             (800, 600, 512, 512),
@@ -235,6 +275,7 @@ mod tests {
             scale: 0.5,
             pad_x: 0.0,
             pad_y: 0.0,
+            par: (1, 1),
         };
         assert_eq!(
             lb.to_source([0.0, 0.0, 100.0, 50.0]),
