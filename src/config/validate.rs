@@ -34,7 +34,7 @@ pub(super) fn global(raw: RawGlobal, file: &Path) -> Result<Config, ConfigError>
     let p = raw.publish;
     let encodings = [("json", Encoding::Json), ("json+lz4", Encoding::JsonLz4)];
     let publish = PublishConfig {
-        queue: at_least(p.queue, 1).map_err(at("publish.queue"))?,
+        queue: in_range(p.queue, 1..=MAX_PUBLISH_QUEUE).map_err(at("publish.queue"))?,
         maxlen: at_least(p.maxlen, MIN_MAXLEN).map_err(at("publish.maxlen"))?,
         encoding: one_of(&p.encoding, "encoding", &encodings).map_err(at("publish.encoding"))?,
     };
@@ -91,7 +91,7 @@ fn model(m: RawModel, file: &Path, dir: &Path) -> Result<ModelConfig, ConfigErro
         nms_iou: unit_interval(m.nms_iou).map_err(at("model.nms_iou"))?,
         providers: super::providers::validate(m.providers, file, dir)?,
         ort_library: m.ort_library.map(|p| resolve(dir, &p)),
-        threads: m.threads,
+        threads: in_range(m.threads, 0..=MAX_THREADS).map_err(at("model.threads"))?,
         spin: m.spin,
         workers: in_range(m.workers, 0..=MAX_WORKERS).map_err(at("model.workers"))?,
         max_batch: in_range(m.max_batch, 1..=MAX_BATCH).map_err(at("model.max_batch"))?,
@@ -102,6 +102,12 @@ fn model(m: RawModel, file: &Path, dir: &Path) -> Result<ModelConfig, ConfigErro
 /// weights and activations), each batch slot a frame of input.
 const MAX_WORKERS: usize = 16;
 const MAX_BATCH: usize = 64;
+/// ONNX Runtime intra-op threads per session: more than any edge box has cores.
+const MAX_THREADS: usize = 256;
+/// Results waiting for Redis: the queue is allocated whole at start (about 1 KiB a result).
+const MAX_PUBLISH_QUEUE: usize = 100_000;
+/// The lowest fps cap: one frame in 1000 s. Below it the frame period does not fit a timer.
+const MIN_FPS: f64 = 0.001;
 
 fn in_range(value: usize, range: std::ops::RangeInclusive<usize>) -> Result<usize, String> {
     if range.contains(&value) {
@@ -120,9 +126,9 @@ pub(super) fn camera(
     let at = |field: &'static str| move |message| field_error(file, field, message);
     let id_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c);
     let id = name(raw.id, "[a-z0-9_-]+", id_char).map_err(at("id"))?;
-    if !(raw.fps.is_finite() && raw.fps >= 0.0) {
+    if !(raw.fps == 0.0 || (raw.fps.is_finite() && raw.fps >= MIN_FPS)) {
         return Err(at("fps")(format!(
-            "{} is out of range, expected 0 (no cap) or more",
+            "{} is out of range, expected 0 (no cap) or at least {MIN_FPS}",
             raw.fps
         )));
     }
@@ -211,19 +217,24 @@ pub(super) fn field_error(file: &Path, field: &str, message: String) -> ConfigEr
 fn read_labels(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read labels file {}: {e}", path.display()))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    if names.is_empty() {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let count = lines.iter().rposition(|l| !l.is_empty()).map_or(0, |last| last + 1);
+    if count == 0 {
         return Err(format!(
             "labels file {} holds no class names",
             path.display()
         ));
     }
-    Ok(names)
+    // Class N is line N + 1: a skipped blank line would shift every id after it.
+    if let Some(blank) = lines[..count].iter().position(|l| l.is_empty()) {
+        return Err(format!(
+            "labels file {}: line {} is blank, but each line up to the last names one class \
+             (class N on line N + 1); give it a name such as `unused`",
+            path.display(),
+            blank + 1
+        ));
+    }
+    Ok(lines[..count].iter().map(|l| l.to_string()).collect())
 }
 
 fn camera_url(text: &str) -> Result<String, String> {

@@ -402,6 +402,31 @@ fn missing_labels_file_names_the_resolved_path() {
 }
 
 #[test]
+fn a_blank_line_inside_the_labels_file_is_refused_not_skipped() {
+    let f = Fixture::new("site = \"x\"\n");
+    f.write("models/coco80.names", "person\n\ncar\n");
+    let (_, field, message) = f.error();
+    assert_eq!(field, "model.labels");
+    assert!(message.contains("line 2 is blank"), "{message}");
+    // Trailing blank lines and surrounding spaces are fine.
+    f.write("models/coco80.names", "person\n bicycle \ncar\n\n\n");
+    let config = f.load().unwrap();
+    assert_eq!(config.model.label_names, ["person", "bicycle", "car"]);
+}
+
+#[test]
+fn sizes_that_would_exhaust_memory_or_threads_are_refused() {
+    for (global, field) in [
+        ("site = \"x\"\n[publish]\nqueue = 1000000000000\n", "publish.queue"),
+        ("site = \"x\"\n[model]\nthreads = 100000\n", "model.threads"),
+    ] {
+        let (_, got, message) = Fixture::new(global).error();
+        assert_eq!(got, field);
+        assert!(message.contains("out of range"), "{message}");
+    }
+}
+
+#[test]
 fn duplicate_camera_id_names_both_files() {
     let f = Fixture::new("site = \"x\"\n");
     let a = f.camera("a-north.toml", NORTH);

@@ -159,7 +159,7 @@ fn out_of_range_values_say_what_was_expected() {
         ),
         ("[model]\nnms_iou = 1.5", "model.nms_iou", "at most 1"),
         ("[model]\ndecoder = \"ssd\"", "model.decoder", "`yolov8`"),
-        ("[publish]\nqueue = 0", "publish.queue", "at least 1"),
+        ("[publish]\nqueue = 0", "publish.queue", "expected 1 to 100000"),
         ("[publish]\nmaxlen = 10", "publish.maxlen", "at least 1000"),
         (
             "[publish]\nencoding = \"gzip\"",
@@ -211,6 +211,8 @@ fn out_of_range_camera_values_are_named() {
             "at most 5000",
         ),
         (&format!("{NORTH}fps = -1"), "fps", "0 (no cap)"),
+        // A period of 1e30 s does not fit a Duration: it used to abort the capture thread.
+        (&format!("{NORTH}fps = 1e-30"), "fps", "at least 0.001"),
         (
             &format!("{NORTH}transport = \"http\""),
             "transport",
