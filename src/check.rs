@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::capture::decoder_summary;
+use crate::capture::{decoder_exists, decoder_summary};
 use crate::config::{Config, Provider};
 use crate::credentials::{self, redact_url};
 use crate::infer::{Detector, InferError, ModelShape, ProviderReport, platform_summary, provider_report};
@@ -16,6 +16,9 @@ pub enum CheckError {
     /// A named credential is missing or malformed (the message names file and field).
     #[error("{0}")]
     Credential(String),
+    /// A camera names a decoder element GStreamer does not have (the message names the file).
+    #[error("{0}")]
+    Decoder(String),
     #[error(transparent)]
     Infer(#[from] InferError),
 }
@@ -25,7 +28,7 @@ impl CheckError {
     /// something (exit 69).
     pub fn is_config(&self) -> bool {
         match self {
-            CheckError::Credential(_) => true,
+            CheckError::Credential(_) | CheckError::Decoder(_) => true,
             CheckError::Infer(e) => e.is_config(),
         }
     }
@@ -38,6 +41,7 @@ impl CheckError {
 /// decoder, or ONNX Runtime itself is missing.
 pub fn check(config: &Config) -> Result<String, CheckError> {
     check_credentials(config)?;
+    check_decoders(config)?;
     let detector = Detector::open(&config.model)?;
     let shape = detector.shape();
     let mut out = String::new();
@@ -112,6 +116,20 @@ fn check_credentials(config: &Config) -> Result<(), CheckError> {
             credentials::read_user_password(name, dir).map_err(|e| {
                 CheckError::Credential(format!("{}: field `credential`: {e}", cam.file.display()))
             })?;
+        }
+    }
+    Ok(())
+}
+
+/// A camera's `decoder` must exist: at run time a missing one fails that camera on every retry.
+fn check_decoders(config: &Config) -> Result<(), CheckError> {
+    for cam in config.cameras.iter().filter(|c| c.enabled) {
+        if let Some(name) = cam.decoder.as_deref().filter(|name| !decoder_exists(name)) {
+            return Err(CheckError::Decoder(format!(
+                "{}: field `decoder`: GStreamer has no element `{name}` (`gst-inspect-1.0 {name}`); \
+                 leave `decoder` out to pick one automatically",
+                cam.file.display()
+            )));
         }
     }
     Ok(())

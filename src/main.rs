@@ -77,7 +77,7 @@ fn main() -> ExitCode {
                 print!("{summary}");
                 ExitCode::SUCCESS
             }
-            Err(e @ check::CheckError::Credential(_)) => {
+            Err(e @ (check::CheckError::Credential(_) | check::CheckError::Decoder(_))) => {
                 eprintln!("roadsightd: check failed: {e}");
                 ExitCode::from(exit::CONFIG)
             }

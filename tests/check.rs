@@ -48,6 +48,17 @@ fn a_malformed_credential_is_reported_without_its_content() {
 }
 
 #[test]
+fn a_camera_decoder_gstreamer_lacks_names_the_file_and_field() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    config.camera("north", "rtsp://10.0.0.21:554/stream1", "decoder = \"avdec_h246\"");
+    expect_config_error(&config, "north.toml", "`decoder`");
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    config.camera("north", "rtsp://10.0.0.21:554/stream1", "decoder = \"avdec_h264\"");
+    let (code, out) = check(&config.path());
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
 fn an_environment_variable_overrides_the_file() {
     let config = ConfigDir::new("redis://127.0.0.1:1", "");
     let (code, out) = check_with_env(&config.path(), &[("ROADSIGHT_REDIS__URL", "redis://10.9.8.7:6380")]);

@@ -182,6 +182,11 @@ async fn watch(
 }
 
 /// The decoders capture would use for H.264 and H.265 on this machine, for `check`.
+/// Whether GStreamer has an element named `name` (a camera's `decoder`).
+pub fn decoder_exists(name: &str) -> bool {
+    gst::init().is_ok() && decoder::element_exists(name)
+}
+
 pub fn decoder_summary(override_element: Option<&str>) -> String {
     if gst::init().is_err() {
         return "GStreamer unavailable".into();
