@@ -108,3 +108,30 @@ fn cameras_are_added_removed_and_changed_and_the_rest_runs_on() {
     eprintln!("keep: largest pause {largest_pause} ms");
     assert!(largest_pause < 2000, "keep paused {largest_pause} ms at 2 fps");
 }
+
+#[test]
+fn a_camera_disabled_and_enabled_again_goes_on_counting_seq() {
+    let redis = Redis::start();
+    let cam = TestCam::start(&fixture("white_car.jpg"), 0);
+    let config = ConfigDir::new(&redis.url(), "");
+    config.camera("north", &cam.url, "fps = 2");
+    let daemon = Daemon::start(&config);
+    wait_more(&redis, &config, "north", 3);
+    let reloads = |n: usize| {
+        daemon.signal(libc::SIGHUP);
+        wait_for(Duration::from_secs(20), &format!("reload {n}"), || {
+            (daemon.log().matches("Configuration reloaded.").count() == n).then_some(())
+        });
+    };
+    config.camera("north", &cam.url, "fps = 2\nenabled = false");
+    reloads(1);
+    config.camera("north", &cam.url, "fps = 2");
+    reloads(2);
+    wait_more(&redis, &config, "north", 3);
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let north = entries(&redis, &config, "north");
+    assert!(north.iter().all(|e| e.1["run"] == north[0].1["run"]), "one run");
+    let seqs: Vec<u64> = north.iter().map(seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq never repeats within a run: {seqs:?}");
+}

@@ -46,8 +46,13 @@ fn load_with_env(path: &Path, prefix: &str) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// Every `*.toml` in `dir` (not hidden ones, not `*.toml.example`), sorted by id.
-fn cameras(dir: &Path, model: &ModelConfig) -> Result<Vec<CameraConfig>, ConfigError> {
+/// Every `*.toml` in `dir` (not hidden ones, not `*.toml.example`), validated against `model`,
+/// sorted by id.
+///
+/// # Errors
+///
+/// As [`load`], for the camera files.
+pub fn cameras(dir: &Path, model: &ModelConfig) -> Result<Vec<CameraConfig>, ConfigError> {
     let io = |source| ConfigError::Io {
         file: dir.to_path_buf(),
         source,

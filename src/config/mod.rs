@@ -17,7 +17,7 @@ mod raw;
 mod uplink;
 mod validate;
 
-pub use load::load;
+pub use load::{cameras as load_cameras, load};
 pub use uplink::{TlsFiles, UplinkConfig};
 
 /// Any problem with the configuration. Always names the file and, where there is one, the field.

@@ -49,6 +49,9 @@ pub(super) struct Shared {
 
 pub(super) struct CameraSet {
     running: BTreeMap<String, Running>,
+    /// The next `seq` of cameras removed or disabled during this run: one that comes back goes
+    /// on counting under the same run id (bounded by the camera ids configured in the run).
+    retired_seq: HashMap<String, u64>,
     shared: Shared,
     mailboxes: Arc<Mailboxes>,
     metrics: Arc<Metrics>,
@@ -56,7 +59,7 @@ pub(super) struct CameraSet {
 
 impl CameraSet {
     pub(super) fn new(shared: Shared, mailboxes: Arc<Mailboxes>, metrics: Arc<Metrics>) -> Self {
-        Self { running: BTreeMap::new(), shared, mailboxes, metrics }
+        Self { running: BTreeMap::new(), retired_seq: HashMap::new(), shared, mailboxes, metrics }
     }
 
     /// Makes the running set match the enabled cameras of `wanted`: removed and changed
@@ -78,6 +81,9 @@ impl CameraSet {
                 applied.changed.push(id);
             } else {
                 self.metrics.forget_camera(&id);
+                if let Some(&seq) = next_seq.get(&id) {
+                    self.retired_seq.insert(id.clone(), seq);
+                }
                 applied.removed.push(id);
             }
         }
@@ -89,7 +95,8 @@ impl CameraSet {
             if !next_seq.contains_key(id) {
                 applied.added.push(id.to_owned());
             }
-            self.start(config.clone(), next_seq.get(id).copied().unwrap_or(0));
+            let seq = next_seq.get(id).copied().or_else(|| self.retired_seq.remove(id));
+            self.start(config.clone(), seq.unwrap_or(0));
         }
         applied
     }

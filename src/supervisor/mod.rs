@@ -257,14 +257,14 @@ async fn reload(
     let notifier = health.notifier();
     notifier.reloading("Reloading configuration");
     tracing::info!(config = %running.file.display(), "Reloading configuration.");
-    let outcome = match config::load(&running.file) {
+    let outcome = match config::load(&running.file).map_err(|e| e.to_string()).and_then(|new| reload::revalidate_cameras(&running, new)) {
         Ok(new) => {
             let (merged, pending) = reload::merge(&running, new);
             let rebuild = reload::uplink_changed(&running, &merged);
             let next_uplink = if rebuild { Uplink::new(&merged, metrics) } else { Ok(None) };
             next_uplink.map(|next| (merged, pending, rebuild, next)).map_err(|e| e.to_string())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     };
     let (merged, pending, rebuild, next_uplink) = match outcome {
         Ok(parts) => parts,

@@ -29,6 +29,18 @@ pub(super) fn merge(running: &Config, new: Config) -> (Config, Vec<&'static str>
     (merged, pending)
 }
 
+/// Camera files are validated against the model they will run with. While a change to
+/// `[model]` waits for a restart that is the running one: its labels (for `classes`) and its
+/// `confidence` (the default of a camera without its own), not the file's new ones.
+pub(super) fn revalidate_cameras(running: &Config, mut new: Config) -> Result<Config, String> {
+    if running.model != new.model {
+        new.cameras = crate::config::load_cameras(&new.cameras_dir, &running.model).map_err(|e| {
+            format!("{e} (camera files are checked against the running model: the change to [model] waits for a restart)")
+        })?;
+    }
+    Ok(new)
+}
+
 /// Whether the uplink must be rebuilt: its settings or the set of streams it follows changed.
 pub(super) fn uplink_changed(running: &Config, new: &Config) -> bool {
     let ids = |c: &Config| c.cameras.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
@@ -62,6 +74,30 @@ mod tests {
     }
 
     const URL: &str = "url = \"rtsp://10.0.0.1/s\"\n";
+
+    #[test]
+    fn while_a_model_change_waits_cameras_are_checked_against_the_running_model() {
+        let running = load("", &[("a", URL)]);
+        let dir = tempfile::tempdir().unwrap();
+        let write = |body: &str| std::fs::write(dir.path().join("a.toml"), format!("id = \"a\"\n{body}")).unwrap();
+        // A new default confidence (the camera, validated against the new model, took it):
+        // the camera keeps the running one, so it is not restarted.
+        let mut new = load("", &[("a", URL)]);
+        new.model.confidence = 0.6;
+        new.cameras[0].confidence = 0.6;
+        write(URL);
+        new.cameras_dir = dir.path().into();
+        let mut new = revalidate_cameras(&running, new).unwrap();
+        new.cameras[0].file = running.cameras[0].file.clone();
+        assert_eq!(new.cameras, running.cameras);
+        // A class only the new labels have is refused, naming the camera file.
+        let mut new = load("", &[("a", URL)]);
+        new.model.label_names.push("scooter".into());
+        write(&format!("{URL}classes = [\"scooter\"]"));
+        new.cameras_dir = dir.path().into();
+        let error = revalidate_cameras(&running, new).unwrap_err();
+        assert!(error.contains("a.toml") && error.contains("scooter") && error.contains("running model"), "{error}");
+    }
 
     #[test]
     fn cameras_uplink_and_log_level_apply_the_rest_waits_for_a_restart() {
