@@ -6,7 +6,7 @@ use ort::environment::Environment;
 use ort::session::Session;
 
 use super::decode::{DecodeParams, check_output_shape, decode};
-use super::input::{InputBuffers, Pixels};
+use super::input::{InputBuffers, Pixels, unpadded_rows};
 use super::output::OutputBuffers;
 use super::session::{self, ModelShape};
 use super::{InferError, Letterbox};
@@ -64,6 +64,7 @@ impl Detector {
         let session = session::open(&env, config)?;
         let shape = session::model_shape(&session, &config.path)?;
         let num_classes = config.label_names.len();
+        unpadded_rows(shape.width).map_err(|reason| InferError::Model { field: "model.path", path: config.path.clone(), reason })?;
         check_output_shape(config.decoder, &shape.output_shape, num_classes).map_err(|reason| {
             InferError::Model { field: "model.decoder", path: config.path.clone(), reason: format!("output `{}`: {reason}", shape.output_name) }
         })?;

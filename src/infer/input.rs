@@ -228,6 +228,19 @@ impl InputBuffers {
     }
 }
 
+/// GStreamer lays out packed RGB frames in system memory with each row padded to a multiple of
+/// 4 bytes, and the frame is used as the input as it is: its rows must need no padding.
+pub(crate) fn unpadded_rows(width: u32) -> Result<(), String> {
+    match (u64::from(width) * 3) % 4 {
+        0 => Ok(()),
+        _ => Err(format!(
+            "input width {width}: GStreamer pads each RGB row ({} bytes) to a multiple of 4, so a \
+             decoded frame cannot be the input tensor; use a model whose input width is a multiple of 4",
+            u64::from(width) * 3
+        )),
+    }
+}
+
 /// Writes packed RGB pixels (`width * height * 3` bytes) as float32 NHWC, 0–255.
 pub(crate) fn to_f32_nhwc(rgb: &[u8], out: &mut [f32]) {
     for (o, &p) in out.iter_mut().zip(rgb) {
@@ -249,6 +262,17 @@ pub(crate) fn to_nchw<T: Copy>(rgb: &[u8], plane: usize, out: &mut [T], convert:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_widths_whose_rgb_rows_need_no_padding_are_taken() {
+        for width in [512, 640, 416, 1280, 4] {
+            assert_eq!(unpadded_rows(width), Ok(()), "{width}");
+        }
+        for width in [250, 1333, 513, 2] {
+            let error = unpadded_rows(width).unwrap_err();
+            assert!(error.contains(&format!("input width {width}")) && error.contains("multiple of 4"), "{error}");
+        }
+    }
 
     #[test]
     fn recognises_layouts() {
