@@ -246,6 +246,31 @@ fn a_local_redis_at_maxmemory_drains_when_upstream_returns_and_takes_entries_aga
 }
 
 #[test]
+fn a_primary_demoted_behind_a_stable_address_is_left_for_the_new_one() {
+    let local = Redis::start();
+    let old = UpstreamRedis::start();
+    let new = UpstreamRedis::start();
+    let address = Proxy::start(old.addr());
+    let (config, daemon) = daemon(&local, &address.url(), &["north"], "");
+    let key = config.stream_key("north");
+    produce(&local, &key, 50);
+    arrived(|k| old.entries(k), &key, 50, Duration::from_secs(20));
+    // Failover behind the address: the new server copies the old one and is promoted, the old
+    // one is demoted in place (its clients stay connected), the address moves.
+    let port = |r: &UpstreamRedis| r.port().to_string();
+    new.cli(&["REPLICAOF", "127.0.0.1", &port(&old)]);
+    arrived(|k| new.entries(k), &key, 50, Duration::from_secs(20));
+    new.cli(&["REPLICAOF", "NO", "ONE"]);
+    old.cli(&["REPLICAOF", "127.0.0.1", &port(&new)]);
+    address.retarget(new.addr());
+    produce(&local, &key, 50);
+    // The demoted server answers READONLY: the forwarder reconnects instead of waiting on it.
+    let got = arrived(|k| new.entries(k), &key, 100, Duration::from_secs(20));
+    assert_eq!(ids(&got), ids(&local.entries(&key)), "each entry once, in order");
+    drop(daemon);
+}
+
+#[test]
 fn a_deleted_upstream_stream_is_reported_not_recreated_and_others_keep_flowing() {
     let local = Redis::start();
     let upstream = UpstreamRedis::start();

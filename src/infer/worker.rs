@@ -4,6 +4,7 @@
 //! ready now; `model.workers` of them share the cameras. A run that fails for a whole batch is
 //! retried frame by frame, so one bad frame costs that frame, not its neighbours.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -72,6 +73,8 @@ pub(crate) fn spawn(
             heartbeat: Arc::clone(&heartbeat),
             batch_sizes: batch_sizes.clone(),
             running: Arc::clone(&running),
+            failures: FailureLog::default(),
+            handled: Cell::new(0),
         };
         let name = if index == 0 { "infer".to_owned() } else { format!("infer-{index}") };
         handles.push(std::thread::Builder::new().name(name).spawn(move || worker.run())?);
@@ -87,6 +90,10 @@ struct Worker {
     heartbeat: Arc<Heartbeat>,
     batch_sizes: Histogram,
     running: Arc<AtomicUsize>,
+    failures: FailureLog,
+    /// Frames of the current batch already counted (processed or dropped), in batch order: a
+    /// panic costs only the rest.
+    handled: Cell<usize>,
 }
 
 impl Worker {
@@ -101,10 +108,11 @@ impl Worker {
                     // A bug in post-processing must cost its frames, not the worker.
                     let run = std::panic::AssertUnwindSafe(|| self.process(&batch));
                     if std::panic::catch_unwind(run).is_err() {
-                        for frame in &batch {
+                        let lost = &batch[self.handled.get().min(batch.len())..];
+                        for frame in lost {
                             frame.camera.metrics.drop(DropReason::InferenceError, 1);
                         }
-                        tracing::error!(stage = "infer", frames = batch.len(), "Frames dropped: inference panicked.");
+                        tracing::error!(stage = "infer", frames = lost.len(), "Frames dropped: inference panicked.");
                     }
                     self.mailboxes.run_finished(started);
                     // Releases the GStreamer buffers: they go back to the pool.
@@ -125,17 +133,27 @@ impl Worker {
         for frame in batch {
             frame.camera.metrics.mailbox_wait.observe(frame.arrived.elapsed().as_secs_f64());
         }
-        let queue = &self.queue;
-        let ran = self.detector.detect_batch(batch.len(), |i| input(&batch[i]), |i, result| finish(&batch[i], result, queue));
+        let (queue, failures, handled) = (&self.queue, &self.failures, &self.handled);
+        handled.set(0);
+        let ran = self.detector.detect_batch(
+            batch.len(),
+            |i| input(&batch[i]),
+            |i, result| {
+                finish(&batch[i], result, queue, failures);
+                handled.set(i + 1);
+            },
+        );
         let Err(e) = ran else { return };
         if batch.len() == 1 {
-            return dropped(&batch[0], &e);
+            failures.dropped(&batch[0], &e);
+            return handled.set(1);
         }
         tracing::debug!(stage = "infer", frames = batch.len(), error = %e, "Batch failed; running its frames one by one.");
-        for frame in batch {
-            if let Err(e) = self.detector.detect_batch(1, |_| input(frame), |_, result| finish(frame, result, queue)) {
-                dropped(frame, &e);
+        for (i, frame) in batch.iter().enumerate() {
+            if let Err(e) = self.detector.detect_batch(1, |_| input(frame), |_, result| finish(frame, result, queue, failures)) {
+                failures.dropped(frame, &e);
             }
+            handled.set(i + 1);
         }
     }
 }
@@ -150,11 +168,11 @@ fn input(frame: &Frame) -> Input<'_> {
 }
 
 /// Hands one frame's detections to the publisher, or counts it as lost.
-fn finish(frame: &Frame, result: Result<(&[Detection], StageTimes), InferError>, queue: &PublishQueue) {
+fn finish(frame: &Frame, result: Result<(&[Detection], StageTimes), InferError>, queue: &PublishQueue, failures: &FailureLog) {
     let camera = &frame.camera;
     let (objects, took) = match result {
         Ok(ok) => ok,
-        Err(e) => return dropped(frame, &e),
+        Err(e) => return failures.dropped(frame, &e),
     };
     camera.metrics.processed.inc();
     camera.metrics.inference.observe(took.inference.as_secs_f64());
@@ -176,9 +194,35 @@ fn finish(frame: &Frame, result: Result<(&[Detection], StageTimes), InferError>,
     });
 }
 
-fn dropped(frame: &Frame, e: &InferError) {
-    frame.camera.metrics.drop(DropReason::InferenceError, 1);
-    tracing::warn!(camera = %frame.camera.id, stage = "infer", seq = frame.seq, error = %e, "Frame dropped: inference failed.");
+/// Inference failures of one worker: each is counted (`inference_error`), but a model or
+/// provider that fails on every frame is logged once per [`FAILURE_LOG_EVERY`], with how many
+/// were not logged since, instead of flooding the journal at the frame rate.
+#[derive(Default)]
+struct FailureLog {
+    next_log: Cell<Option<Instant>>,
+    unlogged: Cell<u64>,
+}
+
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl FailureLog {
+    fn dropped(&self, frame: &Frame, e: &InferError) {
+        frame.camera.metrics.drop(DropReason::InferenceError, 1);
+        if let Some(unlogged) = self.admit(Instant::now()) {
+            tracing::warn!(camera = %frame.camera.id, stage = "infer", seq = frame.seq, error = %e, unlogged, "Frame dropped: inference failed.");
+        }
+    }
+
+    /// Whether a failure at `now` gets a log line: `Some(failures not logged since the last
+    /// line)`, or `None` within [`FAILURE_LOG_EVERY`] of it.
+    fn admit(&self, now: Instant) -> Option<u64> {
+        if self.next_log.get().is_some_and(|next| now < next) {
+            self.unlogged.set(self.unlogged.get() + 1);
+            return None;
+        }
+        self.next_log.set(Some(now + FAILURE_LOG_EVERY));
+        Some(self.unlogged.replace(0))
+    }
 }
 
 /// Test hook (cargo feature `fault-injection`, never in a release build): once the file named
@@ -192,5 +236,21 @@ fn wedge_if_asked() {
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_logged_once_per_interval_with_the_count_in_between() {
+        let log = FailureLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.admit(t0), Some(0), "the first failure is logged");
+        let frame = Duration::from_millis(100);
+        assert!((1..=99).all(|i| log.admit(t0 + frame * i).is_none()), "10 fps for 10 s: quiet");
+        assert_eq!(log.admit(t0 + FAILURE_LOG_EVERY), Some(99), "then one line with the count");
+        assert_eq!(log.admit(t0 + FAILURE_LOG_EVERY * 3), Some(0));
     }
 }

@@ -238,7 +238,9 @@ async fn forward(
             s.call_bytes = (s.call_bytes / 2).max(MIN_CALL_BYTES);
             return Err(UplinkError::Upstream(e));
         }
-        Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() => {
+        // READONLY: the server was demoted by a failover that left client connections open
+        // (a virtual IP or DNS name moved); a new connection finds the new primary.
+        Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() || e.code() == Some("READONLY") => {
             return Err(UplinkError::Upstream(e));
         }
         Err(e) => {

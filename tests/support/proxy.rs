@@ -70,6 +70,8 @@ struct Shared {
     /// `Some(needle)`: the next client→server chunk containing `needle` (ASCII case-insensitive;
     /// empty: any chunk) fires a cut. Taken by the connection that fires it.
     armed: Mutex<Option<Vec<u8>>>,
+    /// Where new connections go when set ([`Proxy::retarget`]); open ones stay where they are.
+    retargeted: Mutex<Option<SocketAddr>>,
     conns: Mutex<Vec<Conn>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     next_id: AtomicU64,
@@ -159,6 +161,12 @@ impl Proxy {
 
     pub fn target(&self) -> SocketAddr {
         self.target
+    }
+
+    /// Sends new connections to `target` from now on, as a virtual IP or DNS name moved by a
+    /// failover would; connections already open stay with the old server.
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.shared.retargeted.lock().unwrap() = Some(target);
     }
 
     /// `redis://127.0.0.1:<port>` (`scheme` other than "redis": e.g. "rediss").
@@ -310,6 +318,7 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
         let _ = client.set_nonblocking(false);
         let _ = client.set_nodelay(true);
         // A target that is down: the client sees its connection closed, as it would directly.
+        let target = shared.retargeted.lock().unwrap().unwrap_or(target);
         let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
             let _ = client.shutdown(Shutdown::Both);
             continue;
