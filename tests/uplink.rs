@@ -316,6 +316,24 @@ fn a_three_master_cluster_receives_every_camera_once() {
     drop(daemon);
 }
 
+#[test]
+fn in_a_cluster_wait_asks_the_primary_of_the_camera_stream_only() {
+    let local = Redis::start();
+    let mut cluster = RedisCluster::start(3);
+    let extra = "cluster = true\nwait_replicas = 1\nwait_timeout_ms = 1000\n";
+    let config = uplink_config(&local, &cluster.seed_url(), &["north"], "", extra);
+    let key = config.stream_key("north");
+    // Only the shard of this camera's stream has a replica.
+    cluster.add_replica(cluster.node_for(&key));
+    let daemon = started(&config);
+    produce(&local, &key, 100);
+    arrived(|k| cluster.entries(k), &key, 100, Duration::from_secs(20));
+    wait_for(Duration::from_secs(20), "the forwarded counter to reach 100 (each batch confirmed by WAIT)", || {
+        (metric(&daemon.scrape(), "roadsight_uplink_forwarded_total", &[("camera", "north")]) == Some(100.0)).then_some(())
+    });
+    drop(daemon);
+}
+
 /// `credentials/upstream` in the config folder holds `password`; `capture.credentials_dir` points there.
 fn with_credential(config: &ConfigDir, password: &str) {
     let dir = config.dir.path().join("credentials");

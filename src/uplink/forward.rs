@@ -256,7 +256,7 @@ async fn forward(
     match outcome {
         AppendOutcome::Appended { applied, duplicates, .. } => {
             if uplink.config.wait_replicas > 0 {
-                wait_replicas(uplink, up).await?;
+                wait_replicas(uplink, up, &s.key).await?;
             }
             let sent: Vec<Entry> = s.pending.drain(..n).collect();
             let ids: Vec<StreamId> = sent.iter().map(|e| e.id).collect();
@@ -324,13 +324,10 @@ async fn heal_gap(local: &mut MultiplexedConnection, s: &mut Stream, upstream_la
     Ok(())
 }
 
-async fn wait_replicas(uplink: &Uplink, up: &mut Upstream) -> Result<(), UplinkError> {
-    let acked: u32 = redis::cmd("WAIT")
-        .arg(uplink.config.wait_replicas)
-        .arg(uplink.config.wait_timeout.as_millis() as u64)
-        .query_async(up)
-        .await?;
-    if acked < uplink.config.wait_replicas {
+async fn wait_replicas(uplink: &Uplink, up: &mut Upstream, key: &str) -> Result<(), UplinkError> {
+    let wanted = uplink.config.wait_replicas;
+    let acked = up.wait_replicas(key, wanted, uplink.config.wait_timeout.as_millis() as u64).await?;
+    if acked < wanted {
         return Err(UplinkError::Timeout("waiting for upstream replicas (WAIT)"));
     }
     Ok(())

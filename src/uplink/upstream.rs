@@ -6,6 +6,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{AsyncConnectionConfig, ClientTlsConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, TlsCertificates, Value};
 
 use super::UplinkError;
@@ -14,6 +15,11 @@ use crate::credentials::{self, Secret};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retries redis-rs makes inside one cluster call (a redirect, a slot refresh, a reconnect).
+/// Its default, 16, also retries a timed-out call: up to 16 × `RESPONSE_TIMEOUT` before the
+/// forwarder hears of a slow link. Past these the forwarder's own loop retries, and the append
+/// is idempotent.
+const CLUSTER_RETRIES: u32 = 3;
 
 /// An open upstream connection; clones share it (requests are multiplexed).
 #[derive(Clone)]
@@ -46,6 +52,25 @@ impl ConnectionLike for Upstream {
 }
 
 /// How to reach upstream; the password and certificates are read once, at start.
+impl Upstream {
+    /// `WAIT replicas timeout_ms` on the server holding `key`, which took this connection's last
+    /// write to it. In a cluster that is the primary of the key's slot only: sent as is, redis-rs
+    /// asks every primary and keeps the lowest count, so one shard without a replica would fail
+    /// every camera's batches.
+    pub(crate) async fn wait_replicas(&mut self, key: &str, replicas: u32, timeout_ms: u64) -> redis::RedisResult<u32> {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(timeout_ms);
+        match self {
+            Upstream::Single(c) => cmd.query_async(c).await,
+            Upstream::Cluster(c) => {
+                let primary = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+                let acked = c.route_command(cmd, RoutingInfo::SingleNode(primary)).await?;
+                Ok(redis::from_redis_value(acked)?)
+            }
+        }
+    }
+}
+
 pub(crate) struct UpstreamTarget {
     config: UplinkConfig,
     password: Option<Secret>,
@@ -73,7 +98,8 @@ impl UpstreamTarget {
             if self.config.cluster {
                 let mut builder = ClusterClientBuilder::new(vec![self.config.url.as_str()])
                     .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT);
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .retries(CLUSTER_RETRIES);
                 if let Some(user) = &self.config.username {
                     builder = builder.username(user.clone());
                 }

@@ -485,9 +485,10 @@ impl ReplicatedRedis {
     }
 }
 
-/// A Redis Cluster of N masters (no replicas), all 16384 slots covered.
+/// A Redis Cluster of N masters, all 16384 slots covered; replicas only where added.
 pub struct RedisCluster {
     nodes: Vec<UpstreamRedis>,
+    replicas: Vec<UpstreamRedis>,
 }
 
 impl RedisCluster {
@@ -499,7 +500,7 @@ impl RedisCluster {
     pub fn start_with(masters: usize, opts: RedisOptions) -> RedisCluster {
         assert!(masters >= 3, "redis-cli --cluster create needs at least 3 masters");
         let nodes: Vec<_> = (0..masters).map(|_| UpstreamRedis::launch(opts.clone(), Vec::new(), true, None)).collect();
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster { nodes, replicas: Vec::new() };
         let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr().to_string()).collect();
         let mut args: Vec<&str> = vec!["--cluster", "create"];
         args.extend(addrs.iter().map(String::as_str));
@@ -513,10 +514,11 @@ impl RedisCluster {
     /// Waits until every running node reports `cluster_state:ok`, all slots assigned and every
     /// node known (after start, or after a node was restarted).
     pub fn wait_ok(&self) {
-        let n = self.nodes.len().to_string();
+        let n = (self.nodes.len() + self.replicas.len()).to_string();
         wait_for(Duration::from_secs(20), "the cluster to be ok on every node", || {
             self.nodes
                 .iter()
+                .chain(&self.replicas)
                 .all(|node| {
                     let Ok(mut conn) = node.connect() else { return false };
                     let text: String = redis::cmd("CLUSTER").arg("INFO").query(&mut conn).unwrap_or_default();
@@ -533,6 +535,21 @@ impl RedisCluster {
 
     pub fn nodes(&self) -> &[UpstreamRedis] {
         &self.nodes
+    }
+
+    /// Adds a replica to master `master` (an index of [`RedisCluster::nodes`]) and waits until
+    /// it is in sync.
+    pub fn add_replica(&mut self, master: usize) {
+        let replica = UpstreamRedis::launch(RedisOptions::default(), Vec::new(), true, None);
+        let id = self.nodes[master].cli(&["CLUSTER", "MYID"]).trim().to_owned();
+        let (new, existing) = (replica.addr().to_string(), self.nodes[master].addr().to_string());
+        let out = replica.cli(&["--cluster", "add-node", &new, &existing, "--cluster-slave", "--cluster-master-id", &id]);
+        assert!(out.contains("[OK] New node added correctly"), "redis-cli --cluster add-node failed:\n{out}");
+        wait_for(Duration::from_secs(20), "the replica to sync", || {
+            replica.cli(&["INFO", "replication"]).contains("master_link_status:up").then_some(())
+        });
+        self.replicas.push(replica);
+        self.wait_ok();
     }
 
     /// A node, to kill or restart it (then [`RedisCluster::wait_ok`]).
