@@ -13,8 +13,8 @@ struct CameraLabel {
 }
 
 fn rtt_histogram() -> Histogram {
-    // 0.1 ms … ~1.6 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 15))
+    // 0.1 ms … ~6.6 s: past the 5 s response timeout, so a slow link shows in the buckets.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
 }
 
 /// The uplink's metric families (registered under `roadsight_uplink_*`).

@@ -19,7 +19,7 @@ const BACKLOG_CHECK: Duration = Duration::from_secs(2);
 /// How long a camera whose upstream key is missing or taken by another writer waits.
 const TROUBLE_PAUSE: Duration = Duration::from_secs(30);
 /// Bytes of entries per upstream call: starts at the maximum, halves after a timeout (a slow
-/// link), doubles back after each success.
+/// link), doubles back after each quick success ([`grown`]).
 const MAX_CALL_BYTES: usize = 256 * 1024;
 const MIN_CALL_BYTES: usize = 4 * 1024;
 const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
@@ -269,7 +269,7 @@ async fn forward(
             local::confirm(local, &s.key, &ids, confirmed, floor, acked_trim).await.map_err(local_err)?;
             s.confirmed = Some(confirmed);
             s.accept_gap = false;
-            s.call_bytes = (s.call_bytes * 2).min(MAX_CALL_BYTES);
+            s.call_bytes = grown(s.call_bytes, started.elapsed());
             s.trouble.reset();
             s.metrics.forwarded.inc_by(applied);
             s.metrics.duplicates.inc_by(duplicates);
@@ -292,6 +292,14 @@ async fn forward(
 }
 
 /// How many head entries fit in `bytes` (at least one).
+/// The call size after a success that took `took`: doubled while calls are quick (a quarter of
+/// the response timeout or less), else kept, so that on a slow link it settles below the
+/// timeout instead of alternating between a size that fits and one that times out (each
+/// timeout ends the session and resends the call).
+fn grown(bytes: usize, took: Duration) -> usize {
+    if took <= super::upstream::RESPONSE_TIMEOUT / 4 { (bytes * 2).min(MAX_CALL_BYTES) } else { bytes }
+}
+
 fn call_len(pending: &[Entry], bytes: usize) -> usize {
     let mut total = 0;
     let n = pending
@@ -357,6 +365,15 @@ mod tests {
         assert_eq!(call_len(&pending, 3 * 1040), 3);
         assert_eq!(call_len(&pending, 10), 1);
         assert_eq!(call_len(&pending, usize::MAX / 2), 10);
+    }
+
+    #[test]
+    fn the_call_size_grows_only_after_quick_calls() {
+        let quick = Duration::from_millis(50);
+        assert_eq!(grown(MIN_CALL_BYTES, quick), 2 * MIN_CALL_BYTES);
+        assert_eq!(grown(MAX_CALL_BYTES, quick), MAX_CALL_BYTES);
+        // A 2-second call on a link that just timed out at twice the size: stay.
+        assert_eq!(grown(64 * 1024, Duration::from_secs(2)), 64 * 1024);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::config::{TlsFiles, UplinkConfig};
 use crate::credentials::{self, Secret};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Retries redis-rs makes inside one cluster call (a redirect, a slot refresh, a reconnect).
 /// Its default, 16, also retries a timed-out call: up to 16 × `RESPONSE_TIMEOUT` before the
 /// forwarder hears of a slow link. Past these the forwarder's own loop retries, and the append
