@@ -150,12 +150,15 @@ pub(super) fn validate(raw: RawUplink, file: &Path, dir: &Path, maxlen: u64) -> 
     if raw.backlog_entries < 1_000 {
         return Err(at("uplink.backlog_entries", format!("expected at least 1000, got {}", raw.backlog_entries)));
     }
-    if maxlen <= raw.backlog_entries {
+    // The budget is enforced every few seconds (longer while upstream is unreachable), so the
+    // producer's cap must leave room for what arrives in between: a tenth, at least 1000.
+    let margin = (raw.backlog_entries / 10).max(1_000);
+    if maxlen < raw.backlog_entries + margin {
         return Err(at(
             "publish.maxlen",
             format!(
-                "must exceed `uplink.backlog_entries` ({}): the producer's cap would delete entries \
-                 never forwarded",
+                "must be at least `uplink.backlog_entries` ({}) + {margin}: the producer's cap would \
+                 delete entries never forwarded before the backlog budget is applied",
                 raw.backlog_entries
             ),
         ));

@@ -350,6 +350,11 @@ fn uplink_is_off_by_default_and_validated_when_on() {
     assert!(message.contains("uplink.credential") && !message.contains("secret"), "{message}");
     let f = Fixture::new("site = \"x\"\n[publish]\nmaxlen = 1000\n[uplink]\nenabled = true\nurl = \"redis://central:6379\"\n");
     assert_eq!(f.error().1, "publish.maxlen");
+    // The cap leaves a tenth of the budget for what arrives between two budget checks.
+    let tight = "site = \"x\"\n[publish]\nmaxlen = 210000\n[uplink]\nenabled = true\nurl = \"redis://central:6379\"\n";
+    let (_, field, message) = Fixture::new(tight).error();
+    assert_eq!(field, "publish.maxlen");
+    assert!(message.contains("(200000) + 20000"), "{message}");
     let f = Fixture::new("site = \"x\"\n[uplink]\nenabled = true\nurl = \"redis://central:6379\"\ncluster = true\nbatch = 100\n");
     let uplink = f.load().unwrap().uplink.unwrap();
     assert_eq!((uplink.url.as_str(), uplink.cluster, uplink.batch), ("redis://central:6379", true, 100));
