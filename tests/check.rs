@@ -104,6 +104,19 @@ fn missing_model_file() {
 }
 
 #[test]
+fn a_file_that_is_not_a_model_or_a_truncated_one_is_a_config_error() {
+    let model = std::fs::read(repo().join("models/centernet_mnv3_coco_512_u8.onnx")).unwrap();
+    for (name, bytes) in [("garbage.onnx", b"not a model at all".to_vec()), ("truncated.onnx", model[..model.len() / 2].to_vec())] {
+        let config = ConfigDir::new("redis://127.0.0.1:1", "");
+        std::fs::write(config.dir.path().join(name), bytes).unwrap();
+        let path = config.dir.path().join(name).display().to_string();
+        let text = std::fs::read_to_string(config.path()).unwrap().replace(&repo().join("models/centernet_mnv3_coco_512_u8.onnx").display().to_string(), &path);
+        std::fs::write(config.path(), text).unwrap();
+        expect_config_error(&config, name, "model.path");
+    }
+}
+
+#[test]
 fn duplicate_camera_id() {
     let config = ConfigDir::new("redis://127.0.0.1:1", "");
     config.camera("north", "rtsp://10.0.0.21/s", "");

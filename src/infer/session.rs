@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
+use ort::error::ErrorCode;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::SessionBuilder;
@@ -137,10 +138,16 @@ pub(super) fn intra_threads(config: &ModelConfig) -> Option<usize> {
     (config.workers > 1).then(|| (cores / config.workers).max(1))
 }
 
+/// A model that cannot be read or built is a config error (exit 78: systemd does not restart
+/// into it); a device or provider that fails while building the session (GPU out of memory at
+/// boot, a TensorRT engine build that failed) is not the file's fault (exit 69: restarted).
 fn open_file(mut builder: SessionBuilder, path: &Path) -> Result<Session, InferError> {
-    builder
-        .commit_from_file(path)
-        .map_err(|e| InferError::Model { field: "model.path", path: path.to_owned(), reason: e.to_string() })
+    builder.commit_from_file(path).map_err(|e| match e.code() {
+        ErrorCode::ExecutionProviderFailure | ErrorCode::RuntimeException | ErrorCode::EngineError | ErrorCode::DeviceReset => {
+            InferError::Runtime(format!("building the session for {}: {e}", path.display()))
+        }
+        _ => InferError::Model { field: "model.path", path: path.to_owned(), reason: e.to_string() },
+    })
 }
 
 /// Reads the input and output the daemon uses and checks the input is an NHWC RGB image.
