@@ -103,7 +103,8 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("roadsightd: watch: {e:#}");
-                    ExitCode::from(exit::UNAVAILABLE)
+                    let config_error = matches!(e.downcast_ref(), Some(roadsight::publish::PublishError::Config { .. }));
+                    ExitCode::from(if config_error { exit::CONFIG } else { exit::UNAVAILABLE })
                 }
             }
         }

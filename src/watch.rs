@@ -3,7 +3,7 @@
 //! (frames per second, capture → publish latency percentiles, inference time). It reads what
 //! consumers read, so it measures the product, not the daemon's own view of itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,13 +13,24 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 use crate::config::Config;
 use crate::publish::{RedisTarget, stream_key};
 
+/// Latency samples kept per camera: the summary's percentiles cover the newest this many
+/// entries (about 5.5 h at 10 fps), so a watch left running holds bounded memory.
+const MAX_SAMPLES: usize = 200_000;
+
 #[derive(Default)]
 struct Stats {
     entries: u64,
     detections: u64,
-    lat_us: Vec<i64>,
-    inf_us: Vec<i64>,
+    lat_us: VecDeque<i64>,
+    inf_us: VecDeque<i64>,
     ntp: u64,
+}
+
+fn sample(samples: &mut VecDeque<i64>, value: i64) {
+    if samples.len() == MAX_SAMPLES {
+        samples.pop_front();
+    }
+    samples.push_back(value);
 }
 
 /// Follows the streams for `duration` (or until Ctrl-C) and prints a summary.
@@ -50,8 +61,8 @@ pub async fn watch(config: &Config, duration: Option<Duration>, quiet: bool) -> 
                 let s = stats.entry(cameras[i].to_owned()).or_default();
                 s.entries += 1;
                 s.detections += field("n").parse::<u64>().unwrap_or(0);
-                s.lat_us.push(field("lat").parse().unwrap_or(0));
-                s.inf_us.push(field("inf").parse().unwrap_or(0));
+                sample(&mut s.lat_us, field("lat").parse().unwrap_or(0));
+                sample(&mut s.inf_us, field("inf").parse().unwrap_or(0));
                 s.ntp += u64::from(field("clock") == "ntp");
                 if !quiet {
                     println!(
@@ -104,21 +115,26 @@ fn print_summary(cameras: &[&str], stats: &mut HashMap<String, Stats>, elapsed: 
         "{:<10} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5}",
         "camera", "entries", "fps", "lat p50", "lat p95", "lat p99", "lat max", "inf p50", "inf p95", "ntp%"
     );
+    if stats.values().any(|s| s.entries > MAX_SAMPLES as u64) {
+        println!("(latency and inference percentiles over each camera's newest {MAX_SAMPLES} entries)");
+    }
     for cam in cameras {
         let s = stats.entry((*cam).to_owned()).or_default();
-        s.lat_us.sort_unstable();
-        s.inf_us.sort_unstable();
+        let lat_us = s.lat_us.make_contiguous();
+        lat_us.sort_unstable();
+        let inf_us = s.inf_us.make_contiguous();
+        inf_us.sort_unstable();
         println!(
             "{:<10} {:>7} {:>6.1} {:>7.1}ms {:>7.1}ms {:>7.1}ms {:>7.1}ms {:>7.1}ms {:>7.1}ms {:>5.0}",
             cam,
             s.entries,
             s.entries as f64 / secs,
-            percentile_ms(&s.lat_us, 50.0),
-            percentile_ms(&s.lat_us, 95.0),
-            percentile_ms(&s.lat_us, 99.0),
-            percentile_ms(&s.lat_us, 100.0),
-            percentile_ms(&s.inf_us, 50.0),
-            percentile_ms(&s.inf_us, 95.0),
+            percentile_ms(lat_us, 50.0),
+            percentile_ms(lat_us, 95.0),
+            percentile_ms(lat_us, 99.0),
+            percentile_ms(lat_us, 100.0),
+            percentile_ms(inf_us, 50.0),
+            percentile_ms(inf_us, 95.0),
             if s.entries > 0 { 100.0 * s.ntp as f64 / s.entries as f64 } else { 0.0 },
         );
     }
@@ -127,6 +143,16 @@ fn print_summary(cameras: &[&str], stats: &mut HashMap<String, Stats>, elapsed: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_are_bounded_to_the_newest() {
+        let mut v = VecDeque::new();
+        for x in 0..(MAX_SAMPLES as i64 + 10) {
+            sample(&mut v, x);
+        }
+        assert_eq!(v.len(), MAX_SAMPLES);
+        assert_eq!((v.front(), v.back()), (Some(&10), Some(&(MAX_SAMPLES as i64 + 9))));
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
