@@ -223,7 +223,8 @@ fn install_admission(decoder_out: &gst::Element, shared: &Arc<CaptureShared>, li
         liveness.frame_decoded();
         let pts = buffer.pts().map(gst::ClockTime::nseconds);
         let due = |interval| shared.mailboxes.refresh_due(shared.slot, interval);
-        let at = Duration::from_nanos(pts.unwrap_or(0));
+        // A frame without a timestamp is placed by its arrival instead.
+        let at = pts.map_or_else(|| liveness.epoch.elapsed(), Duration::from_nanos);
         let decision = admission.lock().unwrap_or_else(PoisonError::into_inner).decide(at, due);
         // Without a timestamp a refresh cannot be told apart later: it goes on as is.
         let refresh_pts = pts.filter(|_| decision == Decision::Refresh).unwrap_or(u64::MAX);

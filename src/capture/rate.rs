@@ -21,6 +21,12 @@ impl RateLimiter {
     pub(crate) fn admit(&mut self, now: Duration) -> bool {
         let Some(period) = self.period else { return true };
         match self.next {
+            // Stream time went back by more than a period (timestamps restarted): restart the
+            // schedule rather than skip every frame until the old time comes round again.
+            Some(next) if now + 2 * period < next => {
+                self.next = Some(now + period);
+                true
+            }
             Some(next) if now + period / 4 < next => false,
             // Fell behind by more than a period (a stall, a seek): restart the schedule.
             Some(next) if now > next + period => {
@@ -64,6 +70,18 @@ mod tests {
     #[test]
     fn keeps_every_frame_of_a_source_at_the_cap_despite_jitter() {
         assert_eq!(admitted(10.0, 10.0, 10.0, 5), 100);
+    }
+
+    #[test]
+    fn timestamps_that_restart_restart_the_schedule() {
+        let mut r = RateLimiter::new(10.0);
+        let ms = Duration::from_millis;
+        assert!(r.admit(ms(60_000)));
+        assert!(!r.admit(ms(60_040)));
+        // Back to 0: admitted at once, then capped as before.
+        assert!(r.admit(ms(0)));
+        assert!(!r.admit(ms(40)));
+        assert!(r.admit(ms(100)));
     }
 
     #[test]
