@@ -44,6 +44,9 @@ struct Slots {
     frames: Vec<Option<Frame>>,
     /// Whether a camera owns the slot; frames for a free slot are refused.
     owned: Vec<bool>,
+    /// Owned by a camera that was told to stop but has not yet: its frames are refused, and
+    /// the slot is not given to another camera until [`Mailboxes::remove`].
+    retired: Vec<bool>,
     /// Where the next round-robin scan starts.
     next: usize,
     closed: bool,
@@ -63,6 +66,7 @@ impl Mailboxes {
         let slots = Slots {
             frames: Vec::new(),
             owned: Vec::new(),
+            retired: Vec::new(),
             next: 0,
             closed: false,
             max_batch: 1,
@@ -80,25 +84,36 @@ impl Mailboxes {
         }
         slots.frames.push(None);
         slots.owned.push(true);
+        slots.retired.push(false);
         slots.frames.len() - 1
+    }
+
+    /// Refuses the slot's frames from now on but keeps it reserved, for a camera whose capture
+    /// did not stop in time; returns the frame it still held. [`Mailboxes::remove`] frees it.
+    pub(crate) fn retire(&self, slot: CameraSlot) -> Option<Frame> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.retired[slot] = true;
+        slots.frames[slot].take()
     }
 
     /// Frees a camera's slot once its capture has stopped; returns the frame it still held.
     pub(crate) fn remove(&self, slot: CameraSlot) -> Option<Frame> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         slots.owned[slot] = false;
+        slots.retired[slot] = false;
         slots.frames[slot].take()
     }
 
     /// Leaves `frame` for the inference thread; returns the unprocessed frame it replaced.
     ///
     /// # Errors
-    /// After [`Mailboxes::close`], or for a freed slot, the frame is refused and handed back.
+    /// After [`Mailboxes::close`], or for a freed or retired slot, the frame is refused and
+    /// handed back.
     // The refused frame comes back by value: boxing it would cost an allocation per frame.
     #[allow(clippy::result_large_err)]
     pub(crate) fn put(&self, slot: CameraSlot, frame: Frame) -> Result<Option<Frame>, Frame> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if slots.closed || !slots.owned[slot] {
+        if slots.closed || !slots.owned[slot] || slots.retired[slot] {
             return Err(frame);
         }
         let stale = slots.frames[slot].replace(frame);
@@ -338,6 +353,18 @@ pub(crate) mod tests {
         boxes.put(0, frame(&b, 7)).unwrap();
         assert_eq!(seq(boxes.take(Duration::ZERO)), Some(("b".into(), 7)));
         assert_eq!(boxes.add(), 2);
+    }
+
+    #[test]
+    fn a_retired_slot_refuses_frames_and_is_not_reused_until_removed() {
+        let boxes = mailboxes(2);
+        let a = camera("a");
+        boxes.put(0, frame(&a, 1)).unwrap();
+        assert_eq!(boxes.retire(0).map(|f| f.seq), Some(1), "the waiting frame comes back");
+        assert!(boxes.put(0, frame(&a, 2)).is_err(), "late frames are refused");
+        assert_eq!(boxes.add(), 2, "not given to a new camera");
+        assert!(boxes.remove(0).is_none());
+        assert_eq!(boxes.add(), 0, "free once removed");
     }
 
     #[test]

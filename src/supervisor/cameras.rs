@@ -128,7 +128,8 @@ impl CameraSet {
     }
 
     /// Stops these cameras; returns the `seq` each would have used next. A camera whose
-    /// pipeline does not stop in time keeps its mailbox slot, so its late frames are refused.
+    /// pipeline does not stop in time has its mailbox slot retired: its late frames are refused
+    /// (counted as `shutdown`) and the slot is freed once the pipeline has stopped.
     async fn stop(&mut self, ids: &[String]) -> HashMap<String, u64> {
         let mut stopping: Vec<Running> = ids.iter().filter_map(|id| self.running.remove(id)).collect();
         for r in &stopping {
@@ -143,13 +144,22 @@ impl CameraSet {
         let mut next_seq = HashMap::new();
         for r in stopping {
             let camera = &r.shared.camera;
-            if r.task.is_finished() {
-                if let Some(waiting) = self.mailboxes.remove(r.shared.slot) {
-                    camera.metrics.drop(DropReason::Shutdown, 1);
-                    drop(waiting);
-                }
+            let slot = r.shared.slot;
+            let waiting = if r.task.is_finished() {
+                self.mailboxes.remove(slot)
             } else {
-                tracing::warn!(camera = %camera.id, stage = "capture", "Camera did not stop in time; its slot stays reserved.");
+                tracing::warn!(camera = %camera.id, stage = "capture", "Camera did not stop in time; its frames are refused until it does.");
+                let mailboxes = Arc::clone(&self.mailboxes);
+                let task = r.task;
+                tokio::spawn(async move {
+                    let _ = task.await;
+                    mailboxes.remove(slot); // holds no frame: a retired slot refuses them
+                });
+                self.mailboxes.retire(slot)
+            };
+            if let Some(waiting) = waiting {
+                camera.metrics.drop(DropReason::Shutdown, 1);
+                drop(waiting);
             }
             next_seq.insert(camera.id.clone(), r.shared.seq.load(Ordering::Relaxed));
         }
