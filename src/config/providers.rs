@@ -43,6 +43,11 @@ pub(super) fn validate(raw: Vec<RawProvider>, file: &Path, dir: &Path) -> Result
         if out.iter().any(|p| p.name() == provider.name()) {
             return Err(field_error(file, &field, format!("`{}` is listed twice", t.name)));
         }
+        // ONNX Runtime's CPU provider always comes after the others, whatever the list says.
+        if out.iter().any(|p| matches!(p, Provider::Cpu)) {
+            let message = format!("`{}` after `cpu` would still be tried first; list `cpu` last", t.name);
+            return Err(field_error(file, &field, message));
+        }
         out.push(provider);
     }
     Ok(out)

@@ -105,6 +105,7 @@ fn provider_tables_are_parsed_and_mistakes_named_by_index() {
             "provider name or a table",
         ),
         (r#"["cpu", "cpu"]"#, "model.providers[1]", "listed twice"),
+        (r#"["cpu", "cuda"]"#, "model.providers[1]", "list `cpu` last"),
         ("[]", "model.providers", "empty"),
     ];
     for (providers, want_field, want_message) in cases {
