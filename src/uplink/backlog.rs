@@ -7,7 +7,7 @@
 use redis::aio::MultiplexedConnection;
 
 use super::UplinkError;
-use super::forward::{Stream, local_err};
+use super::forward::{Stream, local_err, local_err_on};
 use super::function::StreamId;
 use super::local;
 use crate::publish::unix_micros;
@@ -23,13 +23,13 @@ pub(super) async fn enforce(local: &mut MultiplexedConnection, streams: &mut [St
         } else {
             s.retention_given_up = false;
         }
-        let mut backlog = local::backlog(local, &s.key).await.map_err(local_err)?;
+        let mut backlog = local::backlog(local, &s.key).await.map_err(local_err_on(&s.key))?;
         if backlog > budget {
             backlog = shrink(local, s, budget).await?;
         }
         s.metrics.backlog.set(backlog as i64);
         let after = s.confirmed.unwrap_or(StreamId::ZERO);
-        let oldest = local::range_after(local, &s.key, after, 1).await.map_err(local_err)?;
+        let oldest = local::range_after(local, &s.key, after, 1).await.map_err(local_err_on(&s.key))?;
         let age_ms = oldest.first().map_or(0, |e| (unix_micros() / 1000) - e.id.ms as i64).max(0);
         s.metrics.oldest_age_ms.set(age_ms);
         if !s.behind && backlog > BEHIND_ENTRIES {
@@ -48,13 +48,13 @@ pub(super) async fn enforce(local: &mut MultiplexedConnection, streams: &mut [St
 /// one that may be in flight. Returns the backlog left.
 async fn shrink(local: &mut MultiplexedConnection, s: &mut Stream, budget: u64) -> Result<u64, UplinkError> {
     if let Some(keep_from) = s.keep_from() {
-        local::trim_below(local, &s.key, keep_from).await.map_err(local_err)?;
+        local::trim_below(local, &s.key, keep_from).await.map_err(local_err_on(&s.key))?;
     }
-    let unforwarded = local::len(local, &s.key).await.map_err(local_err)?;
+    let unforwarded = local::len(local, &s.key).await.map_err(local_err_on(&s.key))?;
     if unforwarded <= budget {
         return Ok(unforwarded);
     }
-    let dropped = local::drop_oldest(local, &s.key, s.in_flight_until(), unforwarded - budget).await.map_err(local_err)?;
+    let dropped = local::drop_oldest(local, &s.key, s.in_flight_until(), unforwarded - budget).await.map_err(local_err_on(&s.key))?;
     s.metrics.dropped.inc_by(dropped);
     tracing::warn!(camera = %s.camera, stage = "uplink", dropped, budget, "Backlog over budget: oldest unforwarded entries dropped.");
     Ok(unforwarded - dropped)
@@ -63,7 +63,7 @@ async fn shrink(local: &mut MultiplexedConnection, s: &mut Stream, budget: u64) 
 /// The local Redis is full: delete the forwarded entries kept for retention (they are upstream).
 async fn give_up_retention(local: &mut MultiplexedConnection, s: &mut Stream) -> Result<(), UplinkError> {
     let Some(keep_from) = s.keep_from() else { return Ok(()) };
-    let removed = local::trim_below(local, &s.key, keep_from).await.map_err(local_err)?;
+    let removed = local::trim_below(local, &s.key, keep_from).await.map_err(local_err_on(&s.key))?;
     if removed > 0 && !s.retention_given_up {
         s.retention_given_up = true;
         tracing::warn!(camera = %s.camera, stage = "uplink", removed, "Local Redis is at maxmemory: forwarded entries kept for retention deleted to make room (raise maxmemory or lower the backlog budget).");

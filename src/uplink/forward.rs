@@ -131,8 +131,8 @@ async fn session(
     let mut local = uplink.local.connect_blocking_reads().await.map_err(|e| UplinkError::Local(e.to_string()))?;
     let acked_trim = local::supports_acked_trim(&mut local).await.map_err(local_err)?;
     for s in streams.iter_mut() {
-        local::ensure_group(&mut local, &s.key).await.map_err(local_err)?;
-        s.confirmed = local::confirmed(&mut local, &s.key).await.map_err(local_err)?;
+        local::ensure_group(&mut local, &s.key).await.map_err(local_err_on(&s.key))?;
+        s.confirmed = local::confirmed(&mut local, &s.key).await.map_err(local_err_on(&s.key))?;
         // Acknowledgements lost with a local Redis restart leave stale pending entries: read
         // the pending list again each session (already-forwarded ones are skipped upstream).
         s.recovering = s.pending.is_empty() && s.resend_from.is_none();
@@ -184,7 +184,7 @@ async fn session(
 async fn fill(local: &mut MultiplexedConnection, streams: &mut [Stream], batch: usize) -> Result<bool, UplinkError> {
     for s in streams.iter_mut().filter(|s| s.pending.is_empty()) {
         if let Some(from) = s.resend_from {
-            let mut entries = local::range_after(local, &s.key, from, batch).await.map_err(local_err)?;
+            let mut entries = local::range_after(local, &s.key, from, batch).await.map_err(local_err_on(&s.key))?;
             entries.retain(|e| e.id <= s.gap_end);
             match entries.last() {
                 Some(last) => s.resend_from = Some(last.id),
@@ -196,8 +196,8 @@ async fn fill(local: &mut MultiplexedConnection, streams: &mut [Stream], batch: 
             s.pending = entries;
         }
         if s.recovering && s.pending.is_empty() {
-            let b = local::read(local, &[&s.key], false, batch, None).await.map_err(local_err)?.pop().unwrap_or_default();
-            local::ack(local, &s.key, &b.gone).await.map_err(local_err)?;
+            let b = local::read(local, &[&s.key], false, batch, None).await.map_err(local_err_on(&s.key))?.pop().unwrap_or_default();
+            local::ack(local, &s.key, &b.gone).await.map_err(local_err_on(&s.key))?;
             s.recovering = !b.entries.is_empty() || !b.gone.is_empty();
             s.pending = b.entries;
         }
@@ -211,7 +211,7 @@ async fn fill(local: &mut MultiplexedConnection, streams: &mut [Stream], batch: 
     let block = (!sendable).then_some(READ_BLOCK.as_millis() as u64);
     let batches = local::read(local, &keys, true, batch, block).await.map_err(local_err)?;
     for (&i, b) in idle.iter().zip(batches) {
-        local::ack(local, &streams[i].key, &b.gone).await.map_err(local_err)?;
+        local::ack(local, &streams[i].key, &b.gone).await.map_err(local_err_on(&streams[i].key))?;
         streams[i].pending = b.entries;
     }
     Ok(block.is_some())
@@ -266,7 +266,7 @@ async fn forward(
             if s.resend_from.is_some() {
                 floor = floor.zip(s.keep_from()).map(|(floor, keep)| floor.min(keep));
             }
-            local::confirm(local, &s.key, &ids, confirmed, floor, acked_trim).await.map_err(local_err)?;
+            local::confirm(local, &s.key, &ids, confirmed, floor, acked_trim).await.map_err(local_err_on(&s.key))?;
             s.confirmed = Some(confirmed);
             s.accept_gap = false;
             s.call_bytes = grown(s.call_bytes, started.elapsed());
@@ -317,7 +317,7 @@ fn call_len(pending: &[Entry], bytes: usize) -> usize {
 /// gap knowingly. Either way it is counted and logged for an operator.
 async fn heal_gap(local: &mut MultiplexedConnection, s: &mut Stream, upstream_last: StreamId) -> Result<(), UplinkError> {
     s.metrics.gaps.inc();
-    let retained = local::range_after(local, &s.key, upstream_last, 1).await.map_err(local_err)?;
+    let retained = local::range_after(local, &s.key, upstream_last, 1).await.map_err(local_err_on(&s.key))?;
     let gap_end = s.confirmed.unwrap_or(StreamId::ZERO);
     let fillable = retained.first().is_some_and(|e| e.id <= gap_end);
     tracing::error!(camera = %s.camera, stage = "uplink", upstream_last = %upstream_last, confirmed = %gap_end, fillable, "Upstream is behind what it confirmed: resending what local retention holds.");
@@ -345,6 +345,11 @@ async fn wait_replicas(uplink: &Uplink, up: &mut Upstream, key: &str) -> Result<
 fn retention_floor(confirmed: StreamId, retention: Duration) -> Option<StreamId> {
     let ms = confirmed.ms.checked_sub(retention.as_millis() as u64)?;
     Some(StreamId { ms, seq: 0 })
+}
+
+/// A local Redis error about the stream `key`, naming it.
+pub(super) fn local_err_on(key: &str) -> impl FnOnce(redis::RedisError) -> UplinkError + '_ {
+    move |e| UplinkError::Local(format!("{key}: {e}"))
 }
 
 pub(super) fn local_err(e: redis::RedisError) -> UplinkError {
