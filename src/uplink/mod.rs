@@ -25,8 +25,11 @@ use crate::publish::{RedisTarget, stream_key};
 use crate::telemetry::Metrics;
 use upstream::UpstreamTarget;
 
-/// How long start-up waits for upstream to reconcile before going on without it.
-const RECONCILE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long start-up waits for upstream to reconcile before going on without it: longer than
+/// connecting may take (2 × 3 s, `upstream.rs`), so a slow TLS or cluster connect still gets to
+/// move the local last IDs forward before the first new entry. (A refused connection returns at
+/// once.)
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors of the uplink.
 #[derive(Debug, thiserror::Error)]
