@@ -1,8 +1,9 @@
 //! The outage budget: each camera's unforwarded entries stay within `backlog_entries`; past it
 //! the oldest are deleted and counted. When the local Redis reaches its `maxmemory` first
 //! (entries larger than it was sized for), the retention window of forwarded entries goes, so
-//! that the publisher's `XADD`s succeed again as soon as forwarding resumes. Also keeps the backlog and oldest-age gauges current and
-//! logs when a camera falls behind and when it has caught up.
+//! that the publisher's `XADD`s succeed again as soon as forwarding resumes. Also keeps the
+//! backlog and oldest-age gauges current and logs when a camera falls behind and when it has
+//! caught up.
 
 use redis::aio::MultiplexedConnection;
 

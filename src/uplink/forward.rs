@@ -291,7 +291,6 @@ async fn forward(
     Ok(())
 }
 
-/// How many head entries fit in `bytes` (at least one).
 /// The call size after a success that took `took`: doubled while calls are quick (a quarter of
 /// the response timeout or less), else kept, so that on a slow link it settles below the
 /// timeout instead of alternating between a size that fits and one that times out (each
@@ -300,6 +299,7 @@ fn grown(bytes: usize, took: Duration) -> usize {
     if took <= super::upstream::RESPONSE_TIMEOUT / 4 { (bytes * 2).min(MAX_CALL_BYTES) } else { bytes }
 }
 
+/// How many head entries fit in `bytes` (at least one).
 fn call_len(pending: &[Entry], bytes: usize) -> usize {
     let mut total = 0;
     let n = pending

@@ -51,7 +51,6 @@ impl ConnectionLike for Upstream {
     }
 }
 
-/// How to reach upstream; the password and certificates are read once, at start.
 impl Upstream {
     /// `WAIT replicas timeout_ms` on the server holding `key`, which took this connection's last
     /// write to it. In a cluster that is the primary of the key's slot only: sent as is, redis-rs
@@ -71,6 +70,7 @@ impl Upstream {
     }
 }
 
+/// How to reach upstream; the password and certificates are read once, at start.
 pub(crate) struct UpstreamTarget {
     config: UplinkConfig,
     password: Option<Secret>,
