@@ -1,7 +1,8 @@
 //! The publisher's own connection to the local Redis (`publish/link.rs`): it authenticates,
 //! selects the database the URL names, and a wrong or missing password stops the start with a
 //! config error that names the field, without retrying for ever or printing the password. A
-//! Redis that answers "not yet" (BUSY, LOADING) costs no entry.
+//! Redis that answers "not yet" (BUSY, LOADING) costs no entry; one that refuses one camera's
+//! key costs that camera's entries only; a restart between two entries costs none.
 
 mod support;
 
@@ -93,4 +94,45 @@ fn entries_wait_while_redis_answers_busy_and_none_is_dropped() {
     }
     let errors = metric(&text, "roadsight_redis_errors_total", &[]).unwrap_or(0.0);
     assert!(errors >= 1.0, "the busy replies are counted as Redis errors: {text}");
+}
+
+#[test]
+fn a_key_redis_refuses_costs_that_camera_only_and_a_restart_costs_no_entry() {
+    let mut redis = Redis::start();
+    let cam = TestCam::start(&fixture("white_car.jpg"), 0);
+    // A small queue: a publisher that paused for the refusals would overflow it.
+    let config = ConfigDir::new(&redis.url(), "[publish]\nqueue = 16\n");
+    config.camera("good", &cam.url, "fps = 5");
+    config.camera("bad", &cam.url, "fps = 5");
+    // The bad camera's stream key holds a string: every XADD to it is refused (WRONGTYPE).
+    let bad = config.stream_key("bad");
+    redis::cmd("SET").arg(&bad).arg("not a stream").exec(&mut redis.connect().unwrap()).unwrap();
+    let daemon = Daemon::start(&config);
+    let good = config.stream_key("good");
+    wait_for(Duration::from_secs(60), "entries of the good camera", || (redis.entries(&good).len() >= 25).then_some(()));
+
+    // A local Redis restarted between two entries: the old connection is found closed before
+    // the next XADD is written, so that entry is kept and sent on the new connection.
+    for round in 0..3 {
+        redis.kill();
+        redis.restart();
+        let before = redis.entries(&good).len();
+        wait_for(Duration::from_secs(30), &format!("entries after restart {round}"), || {
+            (redis.entries(&good).len() >= before + 5).then_some(())
+        });
+    }
+
+    let text = daemon.scrape();
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let dropped = |camera: &str, reason: &str| {
+        metric(&text, "roadsight_frames_dropped_total", &[("camera", camera), ("reason", reason)]).unwrap_or(f64::NAN)
+    };
+    assert!(dropped("bad", "rejected") >= 25.0, "{text}");
+    assert_eq!(dropped("good", "queue_full"), 0.0, "the refusals held nothing back: {text}");
+    assert_eq!(dropped("bad", "queue_full"), 0.0, "{text}");
+    // One restart in three may land while an XADD is in flight: that entry is counted.
+    assert!(dropped("good", "redis_error") + dropped("bad", "redis_error") <= 1.0, "{text}");
+    let lines = log.matches("Local Redis refused entries").count();
+    assert!((1..=6).contains(&lines), "logged once per 10 s, not per batch: {lines} lines\n{log}");
 }

@@ -16,7 +16,7 @@ use super::{Detector, InferError, Input, StageTimes};
 use crate::frame::{Detection, Detections, Frame};
 use crate::mailbox::{Mailboxes, Take};
 use crate::publish::PublishQueue;
-use crate::telemetry::DropReason;
+use crate::telemetry::{DropReason, LogThrottle};
 
 /// How long a worker waits for a frame before it reports that it is alive anyway.
 const IDLE_TICK: Duration = Duration::from_millis(500);
@@ -197,31 +197,22 @@ fn finish(frame: &Frame, result: Result<(&[Detection], StageTimes), InferError>,
 /// Inference failures of one worker: each is counted (`inference_error`), but a model or
 /// provider that fails on every frame is logged once per [`FAILURE_LOG_EVERY`], with how many
 /// were not logged since, instead of flooding the journal at the frame rate.
-#[derive(Default)]
-struct FailureLog {
-    next_log: Cell<Option<Instant>>,
-    unlogged: Cell<u64>,
-}
+struct FailureLog(LogThrottle);
 
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Default for FailureLog {
+    fn default() -> Self {
+        FailureLog(LogThrottle::new(FAILURE_LOG_EVERY))
+    }
+}
 
 impl FailureLog {
     fn dropped(&self, frame: &Frame, e: &InferError) {
         frame.camera.metrics.drop(DropReason::InferenceError, 1);
-        if let Some(unlogged) = self.admit(Instant::now()) {
+        if let Some(unlogged) = self.0.admit(Instant::now()) {
             tracing::warn!(camera = %frame.camera.id, stage = "infer", seq = frame.seq, error = %e, unlogged, "Frame dropped: inference failed.");
         }
-    }
-
-    /// Whether a failure at `now` gets a log line: `Some(failures not logged since the last
-    /// line)`, or `None` within [`FAILURE_LOG_EVERY`] of it.
-    fn admit(&self, now: Instant) -> Option<u64> {
-        if self.next_log.get().is_some_and(|next| now < next) {
-            self.unlogged.set(self.unlogged.get() + 1);
-            return None;
-        }
-        self.next_log.set(Some(now + FAILURE_LOG_EVERY));
-        Some(self.unlogged.replace(0))
     }
 }
 
@@ -236,21 +227,5 @@ fn wedge_if_asked() {
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_are_logged_once_per_interval_with_the_count_in_between() {
-        let log = FailureLog::default();
-        let t0 = Instant::now();
-        assert_eq!(log.admit(t0), Some(0), "the first failure is logged");
-        let frame = Duration::from_millis(100);
-        assert!((1..=99).all(|i| log.admit(t0 + frame * i).is_none()), "10 fps for 10 s: quiet");
-        assert_eq!(log.admit(t0 + FAILURE_LOG_EVERY), Some(99), "then one line with the count");
-        assert_eq!(log.admit(t0 + FAILURE_LOG_EVERY * 3), Some(0));
     }
 }

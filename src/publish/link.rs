@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::{ConnectionAddr, ConnectionInfo};
+use futures_util::FutureExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -87,6 +88,9 @@ pub(crate) struct Link {
     filled: usize,
     consumed: usize,
     response_timeout: Duration,
+    /// Whether the last request's command left whole. After a failed request that did not,
+    /// Redis cannot have run it, and it may be sent again on a new connection.
+    sent_whole: bool,
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -105,7 +109,8 @@ impl Link {
             }
             Addr::Unix(path) => Box::new(within(connect_timeout, UnixStream::connect(path)).await?),
         };
-        let mut link = Link { stream, out: Vec::new(), buf: vec![0; INITIAL_READ], filled: 0, consumed: 0, response_timeout };
+        let mut link =
+            Link { stream, out: Vec::new(), buf: vec![0; INITIAL_READ], filled: 0, consumed: 0, response_timeout, sent_whole: false };
         if let Some(password) = &target.password {
             let mut auth = redis::cmd("AUTH");
             if let Some(user) = &target.username {
@@ -116,20 +121,20 @@ impl Link {
             // The password must not stay in the command buffer.
             link.out.fill(0);
             if let Some(message) = reply? {
-                return Err(LinkError::Refused { command: "AUTH", message });
+                return Err(opening_refusal("AUTH", message));
             }
         }
         if target.db != 0 {
             let reply = link.request(redis::cmd("SELECT").arg(target.db)).await?;
             if let Some(message) = refusal(&reply) {
-                return Err(LinkError::Refused { command: "SELECT", message });
+                return Err(opening_refusal("SELECT", message));
             }
         }
         // The name shows in `CLIENT LIST`. An ACL may forbid `CLIENT`: that is no reason not to
         // publish, but a missing password is.
         let reply = link.request(redis::cmd("CLIENT").arg("SETNAME").arg("roadsightd-publish")).await?;
         match refusal(&reply) {
-            Some(message) if message.starts_with("NOAUTH") => return Err(LinkError::Refused { command: "AUTH", message }),
+            Some(message) if message.starts_with("NOAUTH") => return Err(opening_refusal("AUTH", message)),
             Some(message) => tracing::debug!(stage = "publish", error = %message, "CLIENT SETNAME refused; going on."),
             None => {}
         }
@@ -146,9 +151,12 @@ impl Link {
         self.consumed = 0;
         self.out.clear();
         cmd.write_packed_command(&mut self.out);
+        self.sent_whole = false;
+        self.check_open()?;
         let timeout = self.response_timeout;
         let parsed = within(timeout, async {
             self.stream.write_all(&self.out).await?;
+            self.sent_whole = true;
             self.read_reply().await
         })
         .await?;
@@ -160,6 +168,29 @@ impl Link {
             Kind::Nil => Reply::Nil,
             Kind::Error => Reply::Error(std::str::from_utf8(line).unwrap_or("(error reply not UTF-8)")),
         })
+    }
+
+    /// Whether the last failed [`Link::request`] had sent its command whole: if not, Redis did
+    /// not run it.
+    pub(crate) fn sent_whole(&self) -> bool {
+        self.sent_whole
+    }
+
+    /// Fails if the server already closed the connection (a Redis restart, a killed client):
+    /// seen before writing, the command is known not to have been run.
+    fn check_open(&mut self) -> Result<(), Error> {
+        if self.filled == self.buf.len() {
+            return Ok(()); // a reply is being read: nothing to look at
+        }
+        match self.stream.read(&mut self.buf[self.filled..]).now_or_never() {
+            Some(Ok(0)) => Err(Error::new(ErrorKind::UnexpectedEof, "Redis closed the connection")),
+            Some(Ok(n)) => {
+                self.filled += n; // unsolicited bytes: parsed as the next reply, and refused there
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Reads until `buf` holds one whole reply.
@@ -251,9 +282,40 @@ fn parse(bytes: &[u8]) -> Result<Option<Parsed>, Error> {
     Ok(Some(Parsed { kind, start: 1, line_end, end }))
 }
 
+/// A refusal of the session's opening. The configuration's fault (a wrong password or user, a
+/// database that does not exist) is [`LinkError::Refused`]: retrying will not help. Anything
+/// else is the server's state (`-ERR max number of clients reached`, which Redis sends on
+/// accept, `LOADING`, …): an I/O error, and the connection is tried again.
+fn opening_refusal(command: &'static str, message: String) -> LinkError {
+    let about_credentials = ["WRONGPASS", "NOAUTH", "NOPERM"].iter().any(|code| message.starts_with(code));
+    let about_settings = message.starts_with("ERR")
+        && ["password", "AUTH", "DB index", "invalid DB"].iter().any(|words| message.contains(words));
+    if about_credentials || about_settings {
+        LinkError::Refused { command, message }
+    } else {
+        LinkError::Io(Error::other(format!("{command}: {message}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_refusals_about_the_configuration_are_config_errors() {
+        for message in [
+            "WRONGPASS invalid username-password pair or user is disabled.",
+            "NOAUTH Authentication required.",
+            "NOPERM this user has no permissions to run the 'select' command",
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            "ERR DB index is out of range",
+        ] {
+            assert!(matches!(opening_refusal("AUTH", message.into()), LinkError::Refused { .. }), "{message}");
+        }
+        for message in ["ERR max number of clients reached", "LOADING Redis is loading the dataset in memory"] {
+            assert!(matches!(opening_refusal("AUTH", message.into()), LinkError::Io(_)), "{message}");
+        }
+    }
 
     fn parsed(bytes: &[u8]) -> Option<Parsed> {
         parse(bytes).expect("valid")

@@ -12,7 +12,7 @@ mod link;
 mod queue;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::credentials::{self, Secret};
 use crate::frame::Detections;
-use crate::telemetry::{DropReason, Metrics, PublishedStages};
+use crate::telemetry::{DropReason, LogThrottle, Metrics, PublishedStages};
 
 use entry::XaddWriter;
 pub(crate) use entry::{EntryContext, stream_key};
@@ -145,6 +145,8 @@ async fn publish_loop(
 ) {
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
     let mut writer = XaddWriter::new();
+    let refused_log = LogThrottle::new(Duration::from_secs(10));
+    let mut refusals_since = 0u64;
     loop {
         let mut conn = match target.link().await {
             Ok(conn) => {
@@ -175,25 +177,36 @@ async fn publish_loop(
                     tokio::time::sleep(delay).await;
                 }
                 Ok(Sent::All { rejected }) => {
-                    // Error replies (OOM under `noeviction`, NOPERM, WRONGTYPE): the connection
-                    // is fine, Redis is not taking entries; slow down rather than spin.
+                    // Error replies (OOM under `noeviction`, NOPERM, WRONGTYPE on one camera's
+                    // key): each refused entry was counted `rejected` and is not sent again,
+                    // so there is nothing to spin on. No pause either: a pause would hold back
+                    // every other camera's entries (and overflow the queue) for one refusal.
                     metrics.redis_errors.inc();
-                    let delay = backoff.next_delay();
-                    tracing::warn!(stage = "publish", rejected, retry_ms = delay.as_millis() as u64, "Local Redis refused entries; counted as dropped.");
-                    tokio::time::sleep(delay).await;
+                    backoff.reset();
+                    refusals_since += rejected as u64;
+                    if let Some(batches) = refused_log.admit(Instant::now()) {
+                        tracing::warn!(stage = "publish", rejected = refusals_since, unlogged_batches = batches, "Local Redis refused entries; counted as dropped (rejected).");
+                        refusals_since = 0;
+                    }
                 }
                 Err(e) => {
                     metrics.redis_errors.inc();
-                    // The entry in flight may or may not have been applied: never resend a `*`
-                    // XADD. Those behind it were not sent: back to the queue (its size and
-                    // drop-oldest rule apply), for the next connection.
-                    let lost = batch.remove(0);
-                    lost.camera.metrics.drop(DropReason::RedisError, 1);
-                    queue.put_back(batch);
                     let delay = backoff.next_delay();
-                    tracing::warn!(stage = "publish", camera = %lost.camera.id, seq = lost.seq, error = %e, retry_ms = delay.as_millis() as u64, "XADD failed; the entry in flight is counted as dropped, reconnecting.");
+                    if conn.sent_whole() {
+                        // The entry in flight may or may not have been applied: never resend
+                        // a `*` XADD. Those behind it were not sent: back to the queue (its
+                        // size and drop-oldest rule apply), for the next connection.
+                        let lost = batch.remove(0);
+                        lost.camera.metrics.drop(DropReason::RedisError, 1);
+                        tracing::warn!(stage = "publish", camera = %lost.camera.id, seq = lost.seq, error = %e, retry_ms = delay.as_millis() as u64, "XADD failed; the entry in flight is counted as dropped, reconnecting.");
+                    } else {
+                        // The command never left whole (the connection was already closed, or
+                        // the write failed): Redis did not run it, so it is sent again.
+                        tracing::warn!(stage = "publish", error = %e, retry_ms = delay.as_millis() as u64, "Local Redis connection lost before the XADD was sent; entries kept, reconnecting.");
+                    }
+                    queue.put_back(batch);
                     // A Redis that accepts connections and then drops them must not cost an
-                    // entry per spin.
+                    // entry, or a spin, per attempt.
                     tokio::time::sleep(delay).await;
                     break;
                 }
