@@ -103,14 +103,16 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Redacts the password of every `scheme://user:password@` inside free text, such as a config
-/// line that a TOML syntax error quotes back.
+/// line that a TOML syntax error quotes back. The user info runs to the last `@` before a space
+/// or a quote, so a password holding `/` or `@` is redacted whole (a path holding `@` after a
+/// port may be redacted too: more than needed, never less).
 pub fn redact_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let end = tail.find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'').unwrap_or(tail.len());
+        let end = tail.find(|c: char| c.is_whitespace() || c == '"' || c == '\'').unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@').map(|at| authority.split_at(at)) {
             Some((userinfo, host)) => {
@@ -144,6 +146,8 @@ mod tests {
         assert_eq!(redact_text(quoted), "2 | url = \"rtsp://admin:***@10.0.0.1/s\n  |   ^ invalid basic string");
         assert_eq!(redact_text("a redis://u:p@h:1 and rtsp://cam/x"), "a redis://u:***@h:1 and rtsp://cam/x");
         assert_eq!(redact_text("rtsp://user@host/ no://"), "rtsp://user@host/ no://");
+        assert_eq!(redact_text("url = \"rtsp://a:pa/ss@h/s"), "url = \"rtsp://a:***@h/s");
+        assert_eq!(redact_text("rtsp://a:p@ss@h/s"), "rtsp://a:***@h/s");
     }
 
     #[test]

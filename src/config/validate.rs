@@ -234,6 +234,16 @@ fn read_labels(path: &Path) -> Result<Vec<String>, String> {
             blank + 1
         ));
     }
+    // The names are label values on /metrics, which prometheus-client writes unescaped.
+    let unprintable = |c: char| c == '"' || c == '\\' || c.is_control();
+    if let Some(line) = lines[..count].iter().position(|l| l.contains(unprintable)) {
+        return Err(format!(
+            "labels file {}: line {} holds a `\"`, `\\` or control character, which class names \
+             (label values on /metrics) may not",
+            path.display(),
+            line + 1
+        ));
+    }
     Ok(lines[..count].iter().map(|l| l.to_string()).collect())
 }
 

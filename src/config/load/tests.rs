@@ -413,6 +413,9 @@ fn a_blank_line_inside_the_labels_file_is_refused_not_skipped() {
     let (_, field, message) = f.error();
     assert_eq!(field, "model.labels");
     assert!(message.contains("line 2 is blank"), "{message}");
+    f.write("models/coco80.names", "person\nfire \"hydrant\"\n");
+    let (_, _, message) = f.error();
+    assert!(message.contains("line 2 holds"), "{message}");
     // Trailing blank lines and surrounding spaces are fine.
     f.write("models/coco80.names", "person\n bicycle \ncar\n\n\n");
     let config = f.load().unwrap();
