@@ -17,7 +17,8 @@
 //! `cargo bench --bench pipeline --features alloc-count` (the daemon cargo builds for the bench
 //! then counts its heap allocations; without the feature they are not measured). Knobs: `PIPELINE_BENCH_SECS` (window per scenario, 60),
 //! `PIPELINE_BENCH_WARMUP` (15), `PIPELINE_BENCH_SOAK_SECS` (600; 0 skips), `PIPELINE_BENCH_CAMERAS`
-//! (`1,2,4,8`), `PIPELINE_BENCH_BASELINES` (`careful,common`; empty skips them),
+//! (`1,2,4,8`), `PIPELINE_BENCH_BASELINES` (`careful,common,tuned`; `tuned` is the careful one
+//! with roadsightd's ONNX Runtime settings, at 1 and 4 cameras; empty skips them),
 //! `PIPELINE_BENCH_SCHEDULING` (camera counts of the scheduling run, `1,4,8`; empty skips it),
 //! `PIPELINE_BENCH_OUT` (`bench-results`).
 
@@ -86,7 +87,7 @@ fn main() {
     let warmup = Duration::from_secs(env("PIPELINE_BENCH_WARMUP", 15));
     let soak_secs: u64 = env("PIPELINE_BENCH_SOAK_SECS", 600);
     let counts: Vec<usize> = list("PIPELINE_BENCH_CAMERAS", "1,2,4,8").iter().map(|c| c.parse().expect("camera counts")).collect();
-    let baselines = list("PIPELINE_BENCH_BASELINES", "careful,common");
+    let baselines = list("PIPELINE_BENCH_BASELINES", "careful,common,tuned");
     let out_dir = repo().join(env("PIPELINE_BENCH_OUT", "bench-results".to_owned()));
     std::fs::create_dir_all(&out_dir).unwrap();
 
@@ -117,7 +118,13 @@ fn main() {
     outcomes.push(scenario::run(&plan(Pipeline::Roadsight, 1, 0, "json", format!("1 × full rate ({SOURCE_FPS} fps source)")), &tools));
     outcomes.push(scenario::run(&plan(Pipeline::Roadsight, 1, CAP_FPS, "json+lz4", format!("1 × {CAP_FPS} fps, json+lz4")), &tools));
     if python.is_some() && !baselines.is_empty() {
-        for (name, pipeline, cams) in [("careful", Pipeline::Careful, counts.clone()), ("common", Pipeline::Common, vec![1, 4])] {
+        let at_1_and_4: Vec<usize> = counts.iter().copied().filter(|n| [1, 4].contains(n)).collect();
+        let runs = [
+            ("careful", Pipeline::Careful, counts.clone()),
+            ("common", Pipeline::Common, vec![1, 4]),
+            ("tuned", Pipeline::CarefulTuned, at_1_and_4),
+        ];
+        for (name, pipeline, cams) in runs {
             if !baselines.iter().any(|b| b == name) {
                 continue;
             }

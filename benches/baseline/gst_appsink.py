@@ -79,7 +79,7 @@ def main():
     args = common.parse_args(__doc__.splitlines()[0])
     Gst.init(None)
     labels = common.read_labels(args.labels)
-    session, input_name, size = common.open_session(args.model, args.threads)
+    session, input_name, size = common.open_session(args.model, args.threads, args.tuned)
     client = common.open_redis(args.redis)
     stopper = common.Stopper(args.seconds)
 

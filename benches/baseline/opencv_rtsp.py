@@ -31,7 +31,7 @@ def letterbox(frame, size):
 def main():
     args = common.parse_args(__doc__.splitlines()[0])
     labels = common.read_labels(args.labels)
-    session, input_name, size = common.open_session(args.model, args.threads)
+    session, input_name, size = common.open_session(args.model, args.threads, args.tuned)
     client = common.open_redis(args.redis)
     stopper = common.Stopper(args.seconds)
     limiter = common.RateLimiter(args.fps)

@@ -43,7 +43,8 @@ def main():
         return 1
     lat = np.array(lat) / 1000
     fps = (len(ids) - 1) / ((ids[-1] - ids[0]) / 1000)
-    q = lambda a, p: np.percentile(a, p)
+    # Nearest rank, as the benchmark computes it (benches/pipeline/measure.rs).
+    q = lambda a, p: np.percentile(a, p, method="inverted_cdf")
     share = " ".join(f"{k}={v / len(ids):.0%}" for k, v in sorted(clocks.items()))
     line = (
         f"{args.key}: entries={len(ids)} fps={fps:.2f} latency_ms p50={q(lat, 50):.1f} p95={q(lat, 95):.1f} "

@@ -37,7 +37,7 @@ pub(crate) fn latency_cdf(path: &Path, outcomes: &[&Outcome]) {
         chart
             .draw_series(LineSeries::new(points, c.stroke_width(2)))
             .unwrap()
-            .label(o.label.clone())
+            .label(format!("{}: {}", o.pipeline.name(), o.label))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
     }
     chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().unwrap();
@@ -58,7 +58,7 @@ pub(crate) fn versus_cameras(path: &Path, title: &str, y_desc: &str, outcomes: &
         .build_cartesian_2d(0.5..max_cams + 0.5, 0.0..max_y)
         .unwrap();
     chart.configure_mesh().x_desc("cameras (10 fps cap each)").y_desc(y_desc).draw().unwrap();
-    for (i, pipeline) in [Pipeline::Roadsight, Pipeline::Careful, Pipeline::Common].into_iter().enumerate() {
+    for (i, pipeline) in [Pipeline::Roadsight, Pipeline::Careful, Pipeline::Common, Pipeline::CarefulTuned].into_iter().enumerate() {
         let mut points: Vec<(f64, f64)> =
             outcomes.iter().filter(|o| o.pipeline == pipeline).map(|o| (o.cameras as f64, value(o))).filter(|p| p.1.is_finite()).collect();
         if points.is_empty() {

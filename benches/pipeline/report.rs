@@ -97,7 +97,12 @@ pub(crate) fn floor(daemon: &Outcome, ort: &OrtFloor, decode_cpu: f64) -> String
     let rows = vec![
         vec!["ONNX Runtime alone, per run".into(), format!("{} / {} / {}", ms(ort.latency_ms.p50), ms(ort.latency_ms.p95), ms(ort.latency_ms.p99)), num(ort.cpu_per_run * 1e3, 1), format!("{} runs", ort.runs)],
         vec!["GStreamer decode + fps cap + scale → fakesink, per processed frame".into(), "–".into(), num(decode_cpu * 1e3, 1), String::new()],
-        vec!["floor (sum)".into(), ms(floor_latency), num(floor_cpu * 1e3, 1), String::new()],
+        vec![
+            "floor (sum: ONNX Runtime's p50 + decode's CPU per frame; a reference, not a bound)".into(),
+            ms(floor_latency),
+            num(floor_cpu * 1e3, 1),
+            String::new(),
+        ],
         vec![
             format!("roadsightd, {}", daemon.label),
             format!("{} / {} / {}", ms(daemon.latency.p50), ms(daemon.latency.p95), ms(daemon.latency.p99)),

@@ -46,6 +46,8 @@ pub(crate) struct Outcome {
     pub(crate) drops_per_s: BTreeMap<&'static str, f64>,
     pub(crate) stages: Option<Stages>,
     pub(crate) allocs_per_frame: Option<f64>,
+    /// Rust heap allocations in the window (less one scrape's) and the frames processed in it.
+    pub(crate) allocs_in_window: Option<(f64, f64)>,
     pub(crate) scheduling: Scheduling,
     /// Frames per model run over the window (roadsightd only).
     pub(crate) mean_batch: Option<f64>,
@@ -162,6 +164,7 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
         drops_per_s: BTreeMap::new(),
         stages: None,
         allocs_per_frame: None,
+        allocs_in_window: None,
         scheduling: plan.scheduling.clone(),
         mean_batch: None,
         steal,
@@ -194,7 +197,9 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
         let allocations = measure::delta(&before, &after, "roadsight_heap_allocations_total", &[]);
         // The window's allocations include serving one scrape: take off what one costs.
         let scrape_cost = scrape_cost(&after, &scrapes_again);
-        outcome.allocs_per_frame = (processed_metric > 0.0).then(|| (allocations - scrape_cost).max(0.0) / processed_metric);
+        let net = (allocations - scrape_cost).max(0.0);
+        outcome.allocs_per_frame = (processed_metric > 0.0).then(|| net / processed_metric);
+        outcome.allocs_in_window = Some((net, processed_metric));
     }
     outcome
 }

@@ -59,6 +59,10 @@ pub(crate) enum Pipeline {
     Roadsight,
     /// `benches/baseline/gst_appsink.py`: PyGObject, newest-frame appsink, one process per camera.
     Careful,
+    /// The same with ONNX Runtime set up as roadsightd sets it up (`--tuned`: no spinning, no
+    /// memory pattern; the cores shared out between the processes): how much of the margin
+    /// over `Careful` is those settings rather than the pipeline.
+    CarefulTuned,
     /// `benches/baseline/opencv_rtsp.py`: `cv2.VideoCapture`, one process per camera.
     Common,
 }
@@ -68,6 +72,7 @@ impl Pipeline {
         match self {
             Pipeline::Roadsight => "roadsightd",
             Pipeline::Careful => "careful Python (GStreamer appsink)",
+            Pipeline::CarefulTuned => "careful Python, ONNX Runtime as in roadsightd",
             Pipeline::Common => "common Python (OpenCV VideoCapture)",
         }
     }
@@ -197,9 +202,15 @@ pub(crate) fn start_roadsight(binary: &Path, redis: &RedisServer, setup: &Camera
 /// Starts one baseline process per camera, each writing to its camera's stream key.
 pub(crate) fn start_baseline(pipeline: Pipeline, python: &Path, redis: &RedisServer, setup: &CameraSetup, seconds: u64) -> Running {
     let script = match pipeline {
-        Pipeline::Careful => "benches/baseline/gst_appsink.py",
+        Pipeline::Careful | Pipeline::CarefulTuned => "benches/baseline/gst_appsink.py",
         Pipeline::Common => "benches/baseline/opencv_rtsp.py",
         Pipeline::Roadsight => unreachable!("not a baseline"),
+    };
+    // Tuned: one process per camera shares the cores as roadsightd's workers do.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let (threads, tuned) = match pipeline {
+        Pipeline::CarefulTuned => ((cores / setup.cameras).max(1).to_string(), Some("--tuned")),
+        _ => ("0".to_owned(), None),
     };
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("baseline.log");
@@ -213,7 +224,8 @@ pub(crate) fn start_baseline(pipeline: Pipeline, python: &Path, redis: &RedisSer
                 .arg(repo().join("models/centernet_mnv3_coco_512_u8.onnx"))
                 .arg("--labels")
                 .arg(repo().join("models/coco80.names"))
-                .args(["--fps", &setup.fps.to_string(), "--seconds", &seconds.to_string(), "--threads", "0"])
+                .args(["--fps", &setup.fps.to_string(), "--seconds", &seconds.to_string(), "--threads", &threads])
+                .args(tuned)
                 .stdout(Stdio::null())
                 .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
                 .spawn()
