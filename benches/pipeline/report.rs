@@ -140,6 +140,8 @@ pub(crate) fn targets(targets: &[Target]) -> String {
             let verdict = match t.met {
                 Some(true) => "met",
                 Some(false) => "**missed**",
+                // A context row (no target of its own) or a baseline that was not run.
+                None if t.target == "–" => "context",
                 None => "not measured",
             };
             vec![t.what.clone(), t.figure.clone(), t.target.clone(), verdict.into()]
