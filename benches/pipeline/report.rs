@@ -30,7 +30,10 @@ pub(crate) fn results(outcomes: &[Outcome]) -> String {
             let drops: Vec<String> =
                 o.drops_per_s.iter().filter(|(_, v)| **v > 0.005).map(|(r, v)| format!("{r} {v:.1}/s")).collect();
             vec![
-                format!("{} ({:.0} s)", o.label, o.window_s),
+                match o.rounds {
+                    1 => format!("{} ({:.0} s)", o.label, o.window_s),
+                    n => format!("{} ({n} alternating runs, {:.0} s in all)", o.label, o.window_s),
+                },
                 o.pipeline.name().to_owned(),
                 format!("{:.1} ({})", o.total_fps(), o.per_camera_fps.iter().map(|f| format!("{f:.1}")).collect::<Vec<_>>().join(" · ")),
                 format!("{} / {} / {} / {}", ms(o.latency.p50), ms(o.latency.p95), ms(o.latency.p99), ms(o.latency.max)),

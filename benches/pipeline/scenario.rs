@@ -28,6 +28,8 @@ pub(crate) struct Outcome {
     pub(crate) fps_cap: u32,
     pub(crate) encoding: String,
     pub(crate) window_s: f64,
+    /// Windows pooled into this outcome ([`Outcome::pooled`]); 1 for a single run.
+    pub(crate) rounds: usize,
     /// Entries per second per camera, in camera order.
     pub(crate) per_camera_fps: Vec<f64>,
     /// Capture → entry ID latency of every entry in the window, ms.
@@ -53,11 +55,82 @@ pub(crate) struct Outcome {
     pub(crate) mean_batch: Option<f64>,
     /// Share of the machine's CPU time the hypervisor took during the window (steal).
     pub(crate) steal: f64,
+    /// How much every `roadsight_*` series of `/metrics` rose over the window (roadsightd only).
+    pub(crate) metrics: Option<BTreeMap<String, f64>>,
 }
 
 impl Outcome {
     pub(crate) fn total_fps(&self) -> f64 {
         self.per_camera_fps.iter().sum()
+    }
+
+    fn frames(&self) -> f64 {
+        self.total_fps() * self.window_s
+    }
+
+    /// One outcome from several runs of the same plan: every entry's latency, the CPU and the
+    /// frames summed, the highest peak RSS, the metrics' rises summed. The RSS series and the
+    /// start figures are the first run's.
+    pub(crate) fn pooled(runs: Vec<Outcome>) -> Outcome {
+        let window_s: f64 = runs.iter().map(|o| o.window_s).sum();
+        let frames: f64 = runs.iter().map(Outcome::frames).sum();
+        let per_window = |f: &dyn Fn(&Outcome) -> f64| runs.iter().map(|o| f(o) * o.window_s).sum::<f64>() / window_s;
+        let per_frame = |f: &dyn Fn(&Outcome) -> f64| runs.iter().map(|o| f(o) * o.frames()).sum::<f64>() / frames;
+        let mut latencies_ms: Vec<f64> = runs.iter().flat_map(|o| o.latencies_ms.iter().copied()).collect();
+        let latency = Quantiles::of(&mut latencies_ms);
+        let metrics = runs.iter().map(|o| o.metrics.clone()).collect::<Option<Vec<_>>>().map(|maps| {
+            let mut sum = BTreeMap::new();
+            for (series, rise) in maps.into_iter().flatten() {
+                *sum.entry(series).or_insert(0.0) += rise;
+            }
+            sum
+        });
+        let allocs = runs.iter().map(|o| o.allocs_in_window).collect::<Option<Vec<_>>>();
+        let first = &runs[0];
+        let mut pooled = Outcome {
+            window_s,
+            rounds: runs.iter().map(|o| o.rounds).sum(),
+            per_camera_fps: (0..first.cameras).map(|i| per_window(&|o| o.per_camera_fps[i])).collect(),
+            latencies_ms,
+            latency,
+            cpu_per_frame: per_frame(&|o| o.cpu_per_frame),
+            cores: per_window(&|o| o.cores),
+            rss_end: runs.last().map_or(f64::NAN, |o| o.rss_end),
+            rss_peak: runs.iter().map(|o| o.rss_peak).fold(f64::NAN, f64::max),
+            bytes_per_entry: per_frame(&|o| o.bytes_per_entry),
+            steal: per_window(&|o| o.steal),
+            metrics,
+            allocs_in_window: allocs.map(|a| a.iter().fold((0.0, 0.0), |s, x| (s.0 + x.0, s.1 + x.1))),
+            ..first.clone()
+        };
+        pooled.allocs_per_frame = pooled.allocs_in_window.and_then(|(n, f)| (f > 0.0).then(|| n / f));
+        pooled.read_metrics();
+        pooled
+    }
+
+    /// Drops by reason, the per-stage quantiles and the frames per run, from `metrics`.
+    fn read_metrics(&mut self) {
+        let Some(rise) = &self.metrics else { return };
+        let none = BTreeMap::new();
+        for reason in REASONS {
+            let label = format!("reason=\"{reason}\"");
+            self.drops_per_s.insert(reason, measure::delta(&none, rise, "roadsight_frames_dropped_total", &[&label]) / self.window_s);
+        }
+        let mut rows = Vec::new();
+        for (name, family) in [
+            ("wait in mailbox", "roadsight_mailbox_wait_seconds"),
+            ("inference", "roadsight_inference_seconds"),
+            ("post-processing", "roadsight_postprocess_seconds"),
+            ("publish (to XADD reply)", "roadsight_publish_seconds"),
+            ("daemon overhead (arrival → reply − inference)", "roadsight_overhead_seconds"),
+        ] {
+            let q = |p| measure::histogram_quantile(&none, rise, family, p) * 1e3;
+            rows.push((name, q(0.5), q(0.95), q(0.99)));
+        }
+        self.stages = Some(Stages { rows });
+        let runs = measure::delta(&none, rise, "roadsight_inference_batch_size_count", &[]);
+        let frames = measure::delta(&none, rise, "roadsight_inference_batch_size_sum", &[]);
+        self.mean_batch = (runs > 0.0).then(|| frames / runs);
     }
 }
 
@@ -151,6 +224,7 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
         fps_cap: plan.fps_cap,
         encoding: plan.encoding.to_owned(),
         window_s,
+        rounds: 1,
         per_camera_fps: per_camera.iter().map(|e| e.len() as f64 / window_s).collect(),
         latencies_ms,
         latency,
@@ -168,31 +242,12 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
         scheduling: plan.scheduling.clone(),
         mean_batch: None,
         steal,
+        metrics: None,
     };
     if let (Some(before), Some(after)) = (before, after) {
-        for reason in REASONS {
-            let label = format!("reason=\"{reason}\"");
-            outcome.drops_per_s.insert(reason, measure::delta(&before, &after, "roadsight_frames_dropped_total", &[&label]) / window_s);
-        }
-        let stage = |family: &str| {
-            let q = |p| measure::histogram_quantile(&before, &after, family, p) * 1e3;
-            (q(0.5), q(0.95), q(0.99))
-        };
-        let mut rows = Vec::new();
-        for (name, family) in [
-            ("wait in mailbox", "roadsight_mailbox_wait_seconds"),
-            ("inference", "roadsight_inference_seconds"),
-            ("post-processing", "roadsight_postprocess_seconds"),
-            ("publish (to XADD reply)", "roadsight_publish_seconds"),
-            ("daemon overhead (arrival → reply − inference)", "roadsight_overhead_seconds"),
-        ] {
-            let (p50, p95, p99) = stage(family);
-            rows.push((name, p50, p95, p99));
-        }
-        outcome.stages = Some(Stages { rows });
-        let runs = measure::delta(&before, &after, "roadsight_inference_batch_size_count", &[]);
-        let frames = measure::delta(&before, &after, "roadsight_inference_batch_size_sum", &[]);
-        outcome.mean_batch = (runs > 0.0).then(|| frames / runs);
+        let rise = after.iter().map(|(series, v)| (series.clone(), v - before.get(series).copied().unwrap_or(0.0))).collect();
+        outcome.metrics = Some(rise);
+        outcome.read_metrics();
         let processed_metric = measure::delta(&before, &after, "roadsight_frames_processed_total", &[]);
         let allocations = measure::delta(&before, &after, "roadsight_heap_allocations_total", &[]);
         // The window's allocations include serving one scrape: take off what one costs.
