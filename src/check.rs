@@ -49,6 +49,10 @@ pub fn check(config: &Config) -> Result<String, CheckError> {
     let _ = writeln!(out, "config     {}", config.file.display());
     let _ = writeln!(out, "site       {}", config.site);
     let _ = writeln!(out, "redis      {}{}", redact_url(&config.redis.url), credential_note(config.redis.credential.as_deref()));
+    if let Some(uplink) = &config.uplink {
+        let mode = if uplink.cluster { " (cluster)" } else { "" };
+        let _ = writeln!(out, "uplink     {}{mode}{}", redact_url(&uplink.url), credential_note(uplink.credential.as_deref()));
+    }
     let _ = writeln!(
         out,
         "model      {} ({} classes, decoder {:?})",
@@ -111,6 +115,9 @@ fn check_credentials(config: &Config) -> Result<(), CheckError> {
             CheckError::Credential(format!("{}: field `redis.credential`: {e}", config.file.display()))
         })?;
     }
+    // The uplink's password and TLS files: `run` reads them at start and exits 78 without them.
+    crate::uplink::Uplink::check_settings(config)
+        .map_err(|e| CheckError::Credential(format!("{}: {e}", config.file.display())))?;
     for cam in config.cameras.iter().filter(|c| c.enabled) {
         if let Some(name) = &cam.credential {
             credentials::read_user_password(name, dir).map_err(|e| {

@@ -183,3 +183,19 @@ fn a_syntax_error_quotes_the_line_without_its_password() {
     assert!(out.contains("north.toml") && out.contains("line 2") && out.contains("rtsp://admin:***@10.0.0.1"), "{out}");
     assert!(!out.contains("hunter2"), "{out}");
 }
+
+/// The uplink is part of what `run` reads at start: a missing password file must fail `check`
+/// too, not only the first `systemctl start`.
+#[test]
+fn the_uplink_credential_is_read_and_named_never_printed() {
+    let config = with_credentials(Some("viewer:hunter2\n"));
+    let text = std::fs::read_to_string(config.path()).unwrap()
+        + "\n[uplink]\nenabled = true\nurl = \"redis://10.0.0.5:6379\"\ncredential = \"central\"\n";
+    std::fs::write(config.path(), text).unwrap();
+    expect_config_error(&config, "roadsight.toml", "uplink.credential");
+    std::fs::write(config.dir.path().join("credentials/central"), "s3cret-upstream\n").unwrap();
+    let (code, out) = check(&config.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("uplink     redis://10.0.0.5:6379 (credential `central`)"), "{out}");
+    assert!(!out.contains("s3cret-upstream"), "{out}");
+}

@@ -72,6 +72,15 @@ impl Uplink {
         }))
     }
 
+    /// What `roadsightd check` proves before a start: the uplink's credential and TLS files can
+    /// be read (without connecting). `Ok` when the uplink is disabled.
+    pub(crate) fn check_settings(config: &Config) -> Result<(), UplinkError> {
+        match &config.uplink {
+            Some(uplink) => UpstreamTarget::new(uplink, config.capture.credentials_dir.as_deref()).map(drop),
+            None => Ok(()),
+        }
+    }
+
     /// Start-up reconcile, before the first local `XADD`: where upstream is ahead of the local
     /// stream (the local AOF lost its last writes in a power cut), move the local last ID past
     /// upstream's so no ID is ever reused. If upstream cannot be reached in time, start anyway:
