@@ -199,3 +199,12 @@ fn the_uplink_credential_is_read_and_named_never_printed() {
     assert!(out.contains("uplink     redis://10.0.0.5:6379 (credential `central`)"), "{out}");
     assert!(!out.contains("s3cret-upstream"), "{out}");
 }
+
+#[test]
+fn a_missing_cameras_folder_names_the_global_file_and_field() {
+    let config = ConfigDir::new("redis://127.0.0.1:1", "");
+    std::fs::remove_dir(config.dir.path().join("cameras.d")).unwrap();
+    expect_config_error(&config, "roadsight.toml", "cameras_dir");
+    let (_, out) = check(&config.path());
+    assert!(out.contains("expected a folder"), "{out}");
+}

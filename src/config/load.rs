@@ -42,7 +42,15 @@ fn load_with_env(path: &Path, prefix: &str) -> Result<Config, ConfigError> {
         .map_err(|e| from_figment(e, path, Some(&overrides)))?;
     let mut config =
         validate::global(raw, path).map_err(|e| overrides.annotate(e, false, false))?;
-    config.cameras = cameras(&config.cameras_dir, &config.model)?;
+    config.cameras = cameras(&config.cameras_dir, &config.model).map_err(|e| match e {
+        // The folder itself: the global file's `cameras_dir` names it.
+        ConfigError::Io { file, source } if file == config.cameras_dir => ConfigError::Field {
+            file: path.to_path_buf(),
+            field: "cameras_dir".into(),
+            message: format!("{}: {source}; expected a folder of <camera>.toml files", file.display()),
+        },
+        e => e,
+    })?;
     Ok(config)
 }
 

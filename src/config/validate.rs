@@ -271,6 +271,12 @@ fn redis_url(text: &str) -> Result<String, String> {
         format!("not a URL ({e}), expected redis://host:port, rediss://… or unix:///path.sock")
     })?;
     no_user_info(&url, "`redis.username` and `redis.credential`")?;
+    // redis-rs also takes a user and password from the query of a `unix://` URL.
+    if url.query_pairs().any(|(k, _)| matches!(k.as_ref(), "user" | "pass" | "password")) {
+        return Err("holds a user or password in its query (?user=, ?pass=), which is not allowed here; use \
+                    `redis.username` and `redis.credential`"
+            .into());
+    }
     match url.scheme() {
         "redis" | "rediss" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url.into()),
         "redis" | "rediss" => Err("no host, expected redis://host:port".into()),

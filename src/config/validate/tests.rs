@@ -257,6 +257,10 @@ fn urls_with_user_info_are_rejected_without_echoing_them() {
             "{message}"
         );
     }
+    for url in ["unix:///run/r.sock?pass=Hunter2x", "unix:///run/r.sock?db=1&user=u&password=Hunter2x"] {
+        let message = redis_url(url).unwrap_err();
+        assert!(!message.contains("Hunter2x") && message.contains("redis.credential"), "{message}");
+    }
     for url in ["redis://u:Hunter2x@h:6379", "rediss://:Hunter2x@h"] {
         let message = redis_url(url).unwrap_err();
         assert!(
