@@ -287,6 +287,14 @@ fn a_deleted_upstream_stream_is_reported_not_recreated_and_others_keep_flowing()
     arrived(|k| upstream.entries(k), &south, 40, Duration::from_secs(20));
     daemon.wait_log("Upstream stream is missing", Duration::from_secs(10));
     assert_eq!(upstream.cli(&["EXISTS", &north]).trim(), "0", "not recreated");
+    assert!(metric(&daemon.scrape(), "roadsight_uplink_errors_total", &[]).unwrap_or(0.0) >= 1.0, "counted");
+
+    // The way out the log names (a new central server): delete the local mark. The next try,
+    // after the camera's pause, creates the stream with what was not forwarded yet.
+    let mark = north.replace(":detections", ":uplink");
+    let _: i64 = redis::cmd("DEL").arg(&mark).query(&mut local.connect().unwrap()).unwrap();
+    let got = arrived(|k| upstream.entries(k), &north, 20, Duration::from_secs(45));
+    assert_eq!(ids(&got), ids(&local.entries(&north))[20..]);
     drop(daemon);
 }
 
@@ -332,6 +340,42 @@ fn in_a_cluster_wait_asks_the_primary_of_the_camera_stream_only() {
         (metric(&daemon.scrape(), "roadsight_uplink_forwarded_total", &[("camera", "north")]) == Some(100.0)).then_some(())
     });
     drop(daemon);
+}
+
+/// The upstream ACL README.md ("Uplink: store and forward") tells operators to grant, and no
+/// more; a cluster needs `CLUSTER_ACL` on top.
+const DOCUMENTED_ACL: &[&str] = &["+fcall", "+fcall_ro", "+function|load", "+exists", "+xinfo|stream", "+xrange", "+xadd"];
+// Without `+cluster|slots` the daemon never connects; `PING` is what redis-rs checks a cluster
+// connection with after an error.
+const CLUSTER_ACL: &[&str] = &["+cluster|slots", "+ping"];
+
+/// Forwards 100 entries of `north` as the ACL user `box` and checks they all arrived.
+fn forwards_as_acl_user(local: &Redis, url: &str, extra: &str, upstream: impl Fn(&str) -> Entries) {
+    let config = uplink_config(local, url, &["north"], "credentials_dir = \"credentials\"", &format!("username = \"box\"\ncredential = \"upstream\"\n{extra}"));
+    with_credential(&config, "acl-pw\n");
+    let daemon = started(&config);
+    let key = config.stream_key("north");
+    produce(local, &key, 100);
+    let got = arrived(upstream, &key, 100, Duration::from_secs(20));
+    assert_eq!(ids(&got), ids(&local.entries(&key)));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0));
+    assert!(!log.contains("NOPERM"), "{log}");
+}
+
+#[test]
+fn the_documented_upstream_acl_is_enough() {
+    let local = Redis::start();
+    let upstream = UpstreamRedis::start_with(RedisOptions::default().acl_user("box", "acl-pw").acl_commands(DOCUMENTED_ACL));
+    forwards_as_acl_user(&local, &upstream.url(), "", |k| upstream.entries(k));
+}
+
+#[test]
+fn the_documented_upstream_acl_is_enough_in_a_cluster() {
+    let local = Redis::start();
+    let commands: Vec<&str> = DOCUMENTED_ACL.iter().chain(CLUSTER_ACL).copied().collect();
+    let cluster = RedisCluster::start_with(3, RedisOptions::default().acl_user("box", "acl-pw").acl_commands(&commands));
+    forwards_as_acl_user(&local, &cluster.seed_url(), "cluster = true\n", |k| cluster.entries(k));
 }
 
 /// `credentials/upstream` in the config folder holds `password`; `capture.credentials_dir` points there.

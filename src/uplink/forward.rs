@@ -43,6 +43,9 @@ pub(super) struct Stream {
     /// After a gap that local retention could not fill: write past it once, knowingly.
     accept_gap: bool,
     paused_until: Option<Instant>,
+    /// Upstream's key was missing: re-read the local mark before the next try, so that an
+    /// operator who deleted it (a new central server) lets the stream be created there.
+    missing: bool,
     /// Per call size limit, adapted to the link.
     call_bytes: usize,
     /// Server errors on this camera's key: its own backoff.
@@ -97,6 +100,7 @@ pub(super) async fn run(uplink: &Uplink) {
             gap_end: StreamId::ZERO,
             accept_gap: false,
             paused_until: None,
+            missing: false,
             call_bytes: MAX_CALL_BYTES,
             trouble: Backoff::new(Duration::from_secs(1), TROUBLE_PAUSE),
             behind: false,
@@ -227,6 +231,10 @@ async fn forward(
     s: &mut Stream,
     acked_trim: bool,
 ) -> Result<(), UplinkError> {
+    if s.missing {
+        s.confirmed = local::confirmed(local, &s.key).await.map_err(local_err_on(&s.key))?;
+        s.missing = false;
+    }
     let n = call_len(&s.pending, s.call_bytes);
     // While resending into a gap, upstream is knowingly behind `confirmed`: no gap check.
     let prev = if s.resend_from.is_some() { StreamId::ZERO } else { s.confirmed.unwrap_or(StreamId::ZERO) };
@@ -279,7 +287,16 @@ async fn forward(
         }
         AppendOutcome::Missing => {
             s.pause(TROUBLE_PAUSE);
-            tracing::error!(camera = %s.camera, stage = "uplink", key = %s.key, "Upstream stream is missing (deleted?); not recreating it. Forwarding of this camera paused.");
+            s.missing = true;
+            uplink.metrics.uplink.errors.inc();
+            tracing::error!(
+                camera = %s.camera,
+                stage = "uplink",
+                key = %s.key,
+                mark = %local::state_key(&s.key),
+                "Upstream stream is missing (deleted?); not recreating it. Forwarding of this camera paused; \
+                 to have it created there (a new central server), delete the local mark."
+            );
         }
         AppendOutcome::Conflict { upstream_last, id } => {
             s.pause(TROUBLE_PAUSE);
