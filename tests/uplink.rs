@@ -531,3 +531,25 @@ fn a_camera_added_by_a_reload_is_forwarded_and_the_others_go_on_once() {
     assert_eq!(code, Some(0));
     assert_eq!(uplink_value(&log, "south", "forwarded"), Some(70), "{log}");
 }
+
+/// An upstream that accepts connections and never answers: each attempt waits out its timeouts.
+/// The reload's reconcile waits for it; a stop must not wait behind that (systemd's
+/// `TimeoutStopSec=15s` would SIGKILL the drain).
+#[test]
+fn a_stop_during_a_reload_waiting_for_upstream_is_prompt() {
+    let local = Redis::start();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let (config, daemon) = daemon(&local, &url, &["north"], "");
+
+    config.camera("south", "rtsp://127.0.0.1:9/none", "enabled = false");
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("Reloading configuration.", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(200));
+    let asked = std::time::Instant::now();
+    let (code, log) = daemon.stop();
+    // Waiting for the reconcile would hold the stop for its connection timeout (3 s) or more.
+    assert!(asked.elapsed() < Duration::from_millis(1500), "stop took {:?}", asked.elapsed());
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("Stop signal during the reload"), "{log}");
+}

@@ -96,14 +96,22 @@ struct UplinkTask {
     task: JoinHandle<()>,
 }
 
+/// A stop signal came while a step waited: the daemon goes down instead.
+struct Stopping;
+
 impl UplinkTask {
-    /// Reconciles (before any camera of `uplink`'s streams writes) and starts forwarding.
-    async fn start(uplink: Option<Uplink>) -> Option<Self> {
-        let uplink = uplink?;
-        uplink.reconcile().await;
+    /// Reconciles (before any camera of `uplink`'s streams writes) and starts forwarding. The
+    /// reconcile waits up to 10 s for upstream; a stop signal meanwhile ends it there, with
+    /// nothing started, so that a stop keeps to the unit's `TimeoutStopSec`.
+    async fn start(uplink: Option<Uplink>, signals: &mut Signals) -> Result<Option<Self>, Stopping> {
+        let Some(uplink) = uplink else { return Ok(None) };
+        tokio::select! {
+            () = uplink.reconcile() => {}
+            () = signals.stop() => return Err(Stopping),
+        }
         let stop = CancellationToken::new();
         let task = tokio::spawn(uplink.run(stop.clone()));
-        Some(Self { stop, task })
+        Ok(Some(Self { stop, task }))
     }
 
     /// The backlog is safe in local Redis: the uplink just stops.
@@ -150,7 +158,9 @@ pub async fn run(config: Config, logs: LogControl) -> Result<(), RunError> {
     }
 
     // Before the first XADD: the uplink moves local last IDs past upstream's if needed.
-    let mut uplink = UplinkTask::start(Uplink::new(&config, &metrics)?).await;
+    let Ok(mut uplink) = UplinkTask::start(Uplink::new(&config, &metrics)?, &mut signals).await else {
+        return Ok(());
+    };
 
     let mailboxes = Arc::new(Mailboxes::new());
     let queue = Arc::new(PublishQueue::new(config.publish.queue));
@@ -204,7 +214,11 @@ pub async fn run(config: Config, logs: LogControl) -> Result<(), RunError> {
             _ = signals.term.recv() => break,
             _ = signals.int.recv() => break,
             _ = signals.hup.recv() => {
-                running = reload(running, &logs, &mut cameras, &mut uplink, &metrics, &mut health).await;
+                let stopping;
+                (running, stopping) = reload(running, &logs, &mut cameras, &mut uplink, &metrics, &mut health, &mut signals).await;
+                if stopping {
+                    break;
+                }
             }
             _ = tick.tick() => health.tick(&cameras, &metrics, uplink_ids(&running).as_deref()),
         }
@@ -245,7 +259,7 @@ pub async fn run(config: Config, logs: LogControl) -> Result<(), RunError> {
 
 /// SIGHUP: re-reads the config files and applies what can change live. A config that fails
 /// validation, or an uplink that cannot be built from it, changes nothing. Returns the config
-/// that runs afterwards.
+/// that runs afterwards, and whether a stop signal came meanwhile (the daemon then stops).
 async fn reload(
     running: Config,
     logs: &LogControl,
@@ -253,7 +267,8 @@ async fn reload(
     uplink: &mut Option<UplinkTask>,
     metrics: &Arc<Metrics>,
     health: &mut Health,
-) -> Config {
+    signals: &mut Signals,
+) -> (Config, bool) {
     let notifier = health.notifier();
     notifier.reloading("Reloading configuration");
     tracing::info!(config = %running.file.display(), "Reloading configuration.");
@@ -273,7 +288,7 @@ async fn reload(
             metrics.reloaded(false);
             health.reloaded(Some(error));
             notifier.ready(health.status_line(cameras, metrics, uplink_ids(&running).as_deref(), Instant::now()));
-            return running;
+            return (running, false);
         }
     };
     for section in &pending {
@@ -287,7 +302,13 @@ async fn reload(
         for gone in running.cameras.iter().filter(|c| merged.uplink.is_none() || !merged.cameras.iter().any(|n| n.id == c.id)) {
             metrics.uplink.forget(&gone.id);
         }
-        *uplink = UplinkTask::start(next_uplink).await;
+        match UplinkTask::start(next_uplink, signals).await {
+            Ok(next) => *uplink = next,
+            Err(Stopping) => {
+                tracing::warn!("Stop signal during the reload: stopping before its cameras start.");
+                return (running, true);
+            }
+        }
     }
     let applied = cameras.apply(&merged.cameras).await;
     tracing::info!(
@@ -301,7 +322,7 @@ async fn reload(
     metrics.reloaded(true);
     health.reloaded(None);
     notifier.ready(health.status_line(cameras, metrics, uplink_ids(&merged).as_deref(), Instant::now()));
-    merged
+    (merged, false)
 }
 
 /// The cameras the uplink follows, `None` when it is off.
