@@ -13,7 +13,8 @@ use crate::infer::{Detector, InferError, ModelShape, ProviderReport, platform_su
 /// Why `check` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    /// A named credential is missing or malformed (the message names file and field).
+    /// A named credential (or an uplink TLS file) is missing or malformed; the message names
+    /// file and field.
     #[error("{0}")]
     Credential(String),
     /// A camera names a decoder element GStreamer does not have (the message names the file).
