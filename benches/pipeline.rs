@@ -34,6 +34,8 @@ mod floor;
 mod markdown;
 #[path = "pipeline/measure.rs"]
 mod measure;
+#[path = "pipeline/memory.rs"]
+mod memory;
 #[path = "pipeline/plot.rs"]
 mod plot;
 #[path = "pipeline/report.rs"]
@@ -95,6 +97,10 @@ fn main() {
     std::fs::create_dir_all(&out_dir).unwrap();
 
     let (daemon, testcam) = binaries();
+    // ONNX Runtime alone first, while this process holds little else, so that what its session
+    // adds to the process's resident memory is the session's own.
+    eprintln!("pipeline bench: the floor, ONNX Runtime alone");
+    let ort = floor::ort_alone(&stack::ort_library(), &repo().join("tests/fixtures/scenetext01.jpg"), window.as_secs_f64().min(30.0));
     let scheduling_counts = list("PIPELINE_BENCH_SCHEDULING", "1,4,8");
     let python = if baselines.is_empty() && scheduling_counts.is_empty() { None } else { python() };
     if !baselines.is_empty() && python.is_none() {
@@ -170,9 +176,8 @@ fn main() {
         }
         _ => eprintln!("pipeline bench: no dynamic-batch model (needs the baselines' venv): scheduling run skipped"),
     }
-    eprintln!("pipeline bench: the floor");
-    let decode_cpu = floor::decode_cpu_per_frame(&camera.url, CAP_FPS, window.as_secs_f64().min(30.0));
-    let ort = floor::ort_alone(&stack::ort_library(), &repo().join("tests/fixtures/scenetext01.jpg"), window.as_secs_f64().min(30.0));
+    eprintln!("pipeline bench: the floor, decode");
+    let decode = floor::decode(&camera.url, CAP_FPS, window.as_secs_f64().min(30.0));
     let soak = (soak_secs > 0).then(|| {
         let mut p = plan(Pipeline::Roadsight, 4, CAP_FPS, "json", format!("soak: 4 × {CAP_FPS} fps, {} min", soak_secs / 60));
         (p.window, p.sample) = (Duration::from_secs(soak_secs), Duration::from_secs(5));
@@ -180,7 +185,7 @@ fn main() {
     });
     drop(camera);
 
-    let text = targets::write_report(&out_dir, &outcomes, soak.as_ref(), &scheduling, &ort, decode_cpu);
+    let text = targets::write_report(&out_dir, &outcomes, soak.as_ref(), &scheduling, &ort, &decode);
     print!("{text}");
     eprintln!("pipeline bench: wrote {}", out_dir.join("pipeline.md").display());
 }

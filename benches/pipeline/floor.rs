@@ -1,7 +1,9 @@
 //! The physical floor, on the same machine and inputs: (1) the same GStreamer decode + fps cap +
 //! scale pipeline as capture, to a `fakesink`, as a `gst-launch-1.0` child; (2) ONNX Runtime
-//! alone on the same model and a real letterboxed frame, in a tight loop in this process.
+//! alone on the same model and a real letterboxed frame, in a tight loop in this process. Both
+//! also say what they hold in memory: the files the decoder loads, the session's resident memory.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -9,39 +11,75 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use super::measure::{Quantiles, cpu_seconds};
+use super::measure::{Quantiles, cpu_seconds, resident_by_mapping};
+use super::memory;
 use super::procs::{command, repo, terminate};
 
-/// Decode floor: CPU seconds per processed frame (decode of every source frame, scaling of
-/// the `fps` kept), for one camera.
-pub(crate) fn decode_cpu_per_frame(url: &str, fps: u32, seconds: f64) -> f64 {
-    let line = format!(
-        "rtspsrc location={url} latency=50 protocols=tcp ! rtph264depay ! h264parse ! avdec_h264 \
-         ! videorate drop-only=true max-rate={fps} ! videoconvertscale add-borders=true \
+/// The decode floor of one camera.
+pub(crate) struct DecodeFloor {
+    /// CPU seconds per processed frame (decode of every source frame, scaling of the `fps` kept).
+    pub(crate) cpu_per_frame: f64,
+    /// The files the decoder brings into a process: those the floor's pipeline maps and the same
+    /// pipeline without `avdec_h264` does not (its plugin, libav and what they link).
+    pub(crate) decoder_files: BTreeSet<String>,
+}
+
+/// The capture chain after the decoder, as the daemon builds it for the CPU.
+fn after_decoder(fps: u32) -> String {
+    format!(
+        "videorate drop-only=true max-rate={fps} ! videoconvertscale add-borders=true \
          ! video/x-raw,format=RGB,width=512,height=512,pixel-aspect-ratio=1/1 ! fakesink sync=false"
-    );
-    let mut child = command("gst-launch-1.0")
-        .args(["-q"])
-        .args(line.split_whitespace())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gst-launch-1.0 (gstreamer1.0-tools)");
+    )
+}
+
+/// Runs the decode floor for `seconds` of steady state, then the same pipeline without the
+/// decoder for a few seconds to tell the decoder's files apart.
+pub(crate) fn decode(url: &str, fps: u32, seconds: f64) -> DecodeFloor {
+    let source = format!("rtspsrc location={url} latency=50 protocols=tcp ! rtph264depay ! h264parse");
+    let mut child = gst_launch(&format!("{source} ! avdec_h264 ! {}", after_decoder(fps)));
     // Connection and first keyframe are not the steady state.
     std::thread::sleep(Duration::from_secs(3));
     let pid = [child.id()];
     let start = cpu_seconds(&pid);
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let used = cpu_seconds(&pid) - start;
+    let with_decoder = mapped_files(child.id());
     terminate(&mut child);
-    used / (seconds * f64::from(fps))
+    // The same elements but the decoder: the parsed stream to one sink, test frames to the rest.
+    let mut child = gst_launch(&format!("{source} ! fakesink sync=false videotestsrc is-live=true ! {}", after_decoder(fps)));
+    std::thread::sleep(Duration::from_secs(3));
+    let without = mapped_files(child.id());
+    terminate(&mut child);
+    DecodeFloor {
+        cpu_per_frame: used / (seconds * f64::from(fps)),
+        decoder_files: with_decoder.difference(&without).cloned().collect(),
+    }
 }
 
-/// ONNX Runtime alone: per-run latency quantiles (ms) and CPU seconds per run.
+fn gst_launch(line: &str) -> std::process::Child {
+    command("gst-launch-1.0")
+        .args(["-q"])
+        .args(line.split_whitespace())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gst-launch-1.0 (gstreamer1.0-tools)")
+}
+
+/// The files a process maps, from `/proc/PID/maps`.
+fn mapped_files(pid: u32) -> BTreeSet<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.starts_with('/')).map(str::to_owned).collect()
+}
+
+/// ONNX Runtime alone: per-run latency quantiles (ms) and CPU seconds per run, and what the
+/// session and the library added to this process's resident memory (MiB).
 pub(crate) struct OrtFloor {
     pub(crate) latency_ms: Quantiles,
     pub(crate) cpu_per_run: f64,
     pub(crate) runs: usize,
+    pub(crate) anonymous_mib: f64,
+    pub(crate) library_mib: f64,
 }
 
 pub(crate) fn ort_alone(ort_library: &Path, image: &Path, seconds: f64) -> OrtFloor {
@@ -55,8 +93,10 @@ pub(crate) fn ort_alone(ort_library: &Path, image: &Path, seconds: f64) -> OrtFl
     std::fs::write(dir.path().join("roadsight.toml"), config).unwrap();
     std::fs::create_dir(dir.path().join("cameras.d")).unwrap();
     let config = roadsight::config::load(&dir.path().join("roadsight.toml")).expect("floor config");
-    let mut detector = roadsight::infer::Detector::open(&config.model).expect("load the model");
     let (rgb, letterbox) = letterboxed(image, 512);
+    let own = [std::process::id()];
+    let anonymous_before = memory::anonymous(&resident_by_mapping(&own));
+    let mut detector = roadsight::infer::Detector::open(&config.model).expect("load the model");
     for _ in 0..5 {
         detector.detect(&rgb, &letterbox, 0.35, None).unwrap(); // warm-up: arena, caches
     }
@@ -68,7 +108,15 @@ pub(crate) fn ort_alone(ort_library: &Path, image: &Path, seconds: f64) -> OrtFl
         latencies.push(times.inference.as_secs_f64() * 1e3);
     }
     let cpu = process_cpu() - cpu_start;
-    OrtFloor { cpu_per_run: cpu / latencies.len() as f64, runs: latencies.len(), latency_ms: Quantiles::of(&mut latencies) }
+    let resident = resident_by_mapping(&own);
+    drop(detector);
+    OrtFloor {
+        cpu_per_run: cpu / latencies.len() as f64,
+        runs: latencies.len(),
+        latency_ms: Quantiles::of(&mut latencies),
+        anonymous_mib: memory::anonymous(&resident) - anonymous_before,
+        library_mib: resident.iter().filter(|(m, _)| m.contains("libonnxruntime")).map(|(_, mib)| mib).sum(),
+    }
 }
 
 /// The image as capture hands it to inference: decoded, letterboxed to `size`², packed RGB.

@@ -51,6 +51,28 @@ pub(crate) fn memory_mib(pids: &[u32], field: &str) -> f64 {
         / 1024.0
 }
 
+/// Resident memory of the processes by mapping, MiB, from `/proc/PID/smaps`: keyed by a file's
+/// path, the kernel's name for the region (`[heap]`, `[stack]`), or `[anon]`.
+pub(crate) fn resident_by_mapping(pids: &[u32]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for pid in pids {
+        let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else { continue };
+        let mut mapping = String::new();
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let first = fields.next().unwrap_or("");
+            if first == "Rss:" {
+                let kib: f64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                *out.entry(mapping.clone()).or_insert(0.0) += kib / 1024.0;
+            } else if !first.ends_with(':') {
+                // A region's header: address range, permissions, offset, device, inode, name.
+                mapping = fields.nth(4).unwrap_or("[anon]").to_owned();
+            }
+        }
+    }
+    out
+}
+
 /// One entry's figures: capture time (µs), entry time (µs, ms resolution), stored bytes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry {

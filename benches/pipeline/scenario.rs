@@ -44,6 +44,8 @@ pub(crate) struct Outcome {
     pub(crate) rss_peak: f64,
     /// (seconds since start of the window, MiB)
     pub(crate) rss_series: Vec<(f64, f64)>,
+    /// Resident MiB by mapping at the end of the window ([`measure::resident_by_mapping`]).
+    pub(crate) resident: BTreeMap<String, f64>,
     pub(crate) bytes_per_entry: f64,
     pub(crate) drops_per_s: BTreeMap<&'static str, f64>,
     pub(crate) stages: Option<Stages>,
@@ -70,7 +72,7 @@ impl Outcome {
 
     /// One outcome from several runs of the same plan: every entry's latency, the CPU and the
     /// frames summed, the highest peak RSS, the metrics' rises summed. The RSS series and the
-    /// start figures are the first run's.
+    /// start figures are the first run's, the resident memory by mapping the last run's.
     pub(crate) fn pooled(runs: Vec<Outcome>) -> Outcome {
         let window_s: f64 = runs.iter().map(|o| o.window_s).sum();
         let frames: f64 = runs.iter().map(Outcome::frames).sum();
@@ -96,6 +98,7 @@ impl Outcome {
             cpu_per_frame: per_frame(&|o| o.cpu_per_frame),
             cores: per_window(&|o| o.cores),
             rss_end: runs.last().map_or(f64::NAN, |o| o.rss_end),
+            resident: runs.last().map(|o| o.resident.clone()).unwrap_or_default(),
             rss_peak: runs.iter().map(|o| o.rss_peak).fold(f64::NAN, f64::max),
             bytes_per_entry: per_frame(&|o| o.bytes_per_entry),
             steal: per_window(&|o| o.steal),
@@ -204,6 +207,7 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
     let window_s = (to_ms - from_ms) as f64 / 1000.0;
     let rss_end = measure::memory_mib(&pids, "VmRSS:");
     let rss_peak = measure::memory_mib(&pids, "VmHWM:").max(rss_series.iter().map(|s| s.1).fold(0.0, f64::max));
+    let resident = measure::resident_by_mapping(&pids);
 
     let mut conn = redis.connect().unwrap();
     let per_camera: Vec<Vec<Entry>> =
@@ -234,6 +238,7 @@ pub(crate) fn run(plan: &Plan, tools: &Tools) -> Outcome {
         rss_end,
         rss_peak,
         rss_series,
+        resident,
         bytes_per_entry: all.iter().map(|e| e.bytes as f64).sum::<f64>() / processed.max(1.0),
         drops_per_s: BTreeMap::new(),
         stages: None,

@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::floor::OrtFloor;
+use super::floor::{DecodeFloor, OrtFloor};
 use super::report::{self, Target, ms};
+use super::memory;
 use super::scenario::Outcome;
 use super::stack::Pipeline;
 use super::{CAP_FPS, plot, plot_path};
@@ -129,7 +130,7 @@ pub(crate) fn write_report(
     soak: Option<&Outcome>,
     scheduling: &[Outcome],
     ort: &OrtFloor,
-    decode_cpu: f64,
+    decode: &DecodeFloor,
 ) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Pipeline benchmark\n");
@@ -140,7 +141,10 @@ pub(crate) fn write_report(
         let _ = writeln!(md, "\n{}", report::results(std::slice::from_ref(soak)));
     }
     if let Some(one) = find(outcomes, Pipeline::Roadsight, 1) {
-        let _ = writeln!(md, "## The floor\n\n{}", report::floor(one, ort, decode_cpu));
+        let _ = writeln!(md, "## The floor\n\n{}", report::floor(one, ort, decode.cpu_per_frame));
+        let careful = find(outcomes, Pipeline::Careful, 1);
+        let columns: Vec<&Outcome> = [Some(one), careful, find(outcomes, Pipeline::CarefulTuned, 1)].into_iter().flatten().collect();
+        let _ = writeln!(md, "## Where the memory goes, 1 camera\n\n{}", memory::section(&columns, &decode.decoder_files, ort, careful.map(|c| c.rss_peak)));
     }
     let _ = writeln!(md, "## roadsightd stages, allocations, entry size\n{}", report::stages(outcomes));
     if !scheduling.is_empty() {
