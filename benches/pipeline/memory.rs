@@ -47,7 +47,8 @@ pub(crate) fn anonymous(resident: &BTreeMap<String, f64>) -> f64 {
     by_part(resident, &BTreeSet::new())[4]
 }
 
-/// The section: one column per pipeline (one camera each), then what the RSS target leaves.
+/// The section: one column per pipeline at one camera, roadsightd's first, then what the RSS
+/// target leaves roadsightd and what ONNX Runtime alone holds.
 pub(crate) fn section(columns: &[&Outcome], decoder_files: &BTreeSet<String>, ort: &OrtFloor, careful_peak: Option<f64>) -> String {
     let parts: Vec<[f64; 5]> = columns.iter().map(|o| by_part(&o.resident, decoder_files)).collect();
     let mut rows: Vec<Vec<String>> = PARTS
