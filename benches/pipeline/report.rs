@@ -86,7 +86,11 @@ pub(crate) fn stages(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     for o in outcomes.iter().filter(|o| o.pipeline == Pipeline::Roadsight) {
         let Some(stages) = &o.stages else { continue };
-        let _ = writeln!(out, "\n**{}** ({} encoding): heap allocations per processed frame {}, {} bytes per entry\n", o.label, o.encoding, num(o.allocs_per_frame.unwrap_or(f64::NAN), 2), num(o.bytes_per_entry, 0));
+        let allocations = match o.allocs_in_window {
+            Some((n, frames)) => format!("{} ({n:.0} in {frames:.0} frames)", num(o.allocs_per_frame.unwrap_or(f64::NAN), 2)),
+            None => "–".into(),
+        };
+        let _ = writeln!(out, "\n**{}** ({} encoding): heap allocations per processed frame {allocations}, {} bytes per entry\n", o.label, o.encoding, num(o.bytes_per_entry, 0));
         let rows: Vec<Vec<String>> = stages.rows.iter().map(|(n, p50, p95, p99)| vec![(*n).to_owned(), ms(*p50), ms(*p95), ms(*p99)]).collect();
         out.push_str(&table(&["stage", "p50 ms", "p95 ms", "p99 ms"], &rows));
     }
