@@ -9,7 +9,7 @@ use super::floor::OrtFloor;
 use super::markdown::table;
 use super::scenario::Outcome;
 
-/// The parts, in the table's order (the decoder's name carries its count of files).
+/// The parts, in the table's order (the decoder's row adds its count of files).
 const PARTS: [&str; 5] = [
     "`avdec_h264` and the files it loads",
     "ONNX Runtime's library",
@@ -56,7 +56,7 @@ pub(crate) fn section(columns: &[&Outcome], decoder_files: &BTreeSet<String>, or
         .enumerate()
         .map(|(i, name)| {
             let name = match i {
-                0 => format!("`avdec_h264` and the {} files it loads (libav and what libav links)", decoder_files.len()),
+                0 => format!("{name} ({}: libav and what libav links)", decoder_files.len()),
                 _ => (*name).to_owned(),
             };
             std::iter::once(name).chain(parts.iter().map(|p| format!("{:.1}", p[i]))).collect()
